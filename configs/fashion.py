@@ -1,0 +1,108 @@
+"""Fashion videos (paper setting): StyleGAN-Human 1024x512, CLIP ViT-B/32, DINO ViT-B/16.
+
+  python -m vidstyleode_jax.train --config=configs/fashion.py --workdir=/path/to/run \
+      --config.data.dataset_dir=/path/to/prepared/fashion \
+      --config.generator.checkpoint=/path/to/ported/stylegan_human_v2_1024 \
+      --config.clip.checkpoint=/path/to/ported/clip_vit_b32 --config.clip.tokenizer=/path/to/ported/clip_vit_b32 \
+      --config.dino.checkpoint=/path/to/ported/dino_vitb16
+
+Every value follows the official configuration (architecture.md §12-§13). Without the ported weights and the
+prepared dataset the run stops at start-up and names what is missing. The schedules plateau at 200k steps; the
+original trains on 1 GPU with batch 3.
+"""
+
+import ml_collections
+
+from vidstyleode_jax import schedules
+
+PORTED = "ported"  # the default folder that `python -m port_weights` writes to
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.seed = 907
+  c.data = dict(
+      kind="prepared",
+      dataset_dir="data/fashion",
+      height=256,
+      width=192,
+      batch_size=3,
+      frames_per_clip=8,
+      frames_decoded=4,
+      video_length=50.0,
+      skip_frames=5,
+  )
+  c.generator = dict(
+      checkpoint=f"{PORTED}/stylegan_human_v2_1024",
+      resolution=1024,
+      aspect=2,
+      style_dim=512,
+      n_mlp=8,
+      channel_multiplier=2,
+      channel_divisor=1,
+  )
+  c.clip = dict(
+      checkpoint=f"{PORTED}/clip_vit_b32",
+      tokenizer=f"{PORTED}/clip_vit_b32",
+      embed_dim=512,
+      image_size=224,
+      patch_size=32,
+      vision_width=768,
+      vision_depth=12,
+      vision_heads=12,
+      vocab_size=49408,
+      context_length=77,
+      text_width=512,
+      text_depth=12,
+      text_heads=8,
+  )
+  c.dino = dict(
+      checkpoint=f"{PORTED}/dino_vitb16",
+      patch_size=16,
+      width=768,
+      depth=12,
+      num_heads=12,
+      pretrained_grid=14,
+      short_side=244,
+      key_layer=11,
+      cls_layer=8,
+  )
+  c.dynamics = dict(
+      height=128,
+      width=96,
+      base_channels=32,
+      num_downsamples=4,
+      spatial_channels=256,
+      ode_hidden_channels=128,
+      rtol=1e-3,
+      atol=1e-4,
+      max_steps=4096,
+      mask_mode="static",
+      mask_num_hidden=0,
+  )
+  c.modulation = dict(
+      width=512,
+      num_heads=8,
+      num_self_layers=6,
+      num_cross_layers=8,
+      self_mlp_dim=2048,
+      cross_mlp_dim=1024,
+      num_dynamics_tokens=48,
+  )
+  c.mapper = dict(group_sizes=(4, 6, 8), group_depths=(7, 5, 5), delta_scale=0.01)
+  c.loss = dict(
+      rec=schedules.ramp(warmup=50_000, start=0.01, end=0.1, plateau=100_000),
+      latent=1.0,
+      latent_eps=0.02,
+      vgg=10.0,
+      structure_weight=0.8,
+      appearance_weight=0.2,
+      directional=schedules.ramp(warmup=5_000, start=0.01, end=2.5, plateau=200_000),
+      consistency=schedules.ramp(warmup=0, start=0.01, end=1.0, plateau=40_000),
+      manipulation_strength=2.0,
+      clip_frames=3,
+  )
+  # lr = batch_size x base_learning_rate (2e-6) as in the original's main.py.
+  c.optim = dict(learning_rate=6e-6, dynamics_lr_multiplier=5.0, dynamics_b2=0.999, mapping_b2=0.99, eps=1e-8)
+  c.train = dict(num_steps=200_000, log_every=50, checkpoint_every=2_000, sample_every=1_500, keep_checkpoints=3)
+  return c

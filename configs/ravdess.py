@@ -1,0 +1,30 @@
+"""RAVDESS talking faces (paper setting): rosinality FFHQ-1024 StyleGAN2, pSp FFHQ inversions, CLIP, DINO.
+
+  python -m vidstyleode_jax.train --config=configs/ravdess.py --workdir=/path/to/run \
+      --config.data.dataset_dir=/path/to/prepared/ravdess
+
+Differences from configs/fashion.py follow architecture.md §12: square 256x256 frames and 1024x1024 generator,
+8x8 dynamics grid (64 tokens), batch 2, 2 decoded frames, video_length 100, and its own loss schedules.
+"""
+
+from configs import fashion
+from vidstyleode_jax import schedules
+
+
+def get_config():
+  c = fashion.get_config()
+  c.data.update(dataset_dir="data/ravdess", height=256, width=256, batch_size=2, frames_decoded=2,
+                video_length=100.0, skip_frames=0)
+  c.generator.update(checkpoint=f"{fashion.PORTED}/stylegan2_ffhq_1024", aspect=1)
+  c.psp = dict(checkpoint=f"{fashion.PORTED}/psp_ffhq_encode")
+  c.dynamics.update(height=128, width=128)
+  c.modulation.num_dynamics_tokens = 64
+  c.loss.update(
+      rec=schedules.ramp(warmup=50_000, start=0.01, end=1.0, plateau=100_000),
+      latent=0.5,
+      directional=schedules.ramp(warmup=5_000, start=0.01, end=2.0, plateau=100_000),
+      consistency=schedules.ramp(warmup=0, start=0.01, end=1.0, plateau=100_000),
+  )
+  c.optim.learning_rate = 4e-6
+  c.train.num_steps = 100_000
+  return c

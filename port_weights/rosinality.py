@@ -1,0 +1,82 @@
+"""rosinality StyleGAN2 state dict (`g_ema`, checkpoints.md §1.3) -> variables of vidstyleode_jax Generator.
+
+Every key is consumed: weights go to the "params" tree, `noises.noise_k` to the "noise" tree, and the stored
+blur / up-sampling FIR buffers are checked against the recomputed kernel (tolerance 0). An unknown key raises.
+The result is not checked for completeness here: compare its shapes with `jax.eval_shape` of the Generator's
+init for the configuration the checkpoint was made with.
+"""
+
+import re
+from typing import Any, Mapping
+
+import numpy as np
+
+from vidstyleode_jax.models.stylegan2 import BLUR_KERNEL
+
+_LAYER = r"(conv1|convs\.\d+|to_rgb1|to_rgbs\.\d+)"
+
+
+def _nchw_to_nhwc(array: np.ndarray) -> np.ndarray:
+  return array.transpose(0, 2, 3, 1)
+
+
+def _modulated_kernel(array: np.ndarray) -> np.ndarray:
+  """[1, out, in, k, k] -> HWIO [k, k, in, out]."""
+  return array[0].transpose(2, 3, 1, 0)
+
+
+def _check_blur(array: np.ndarray) -> None:
+  if not np.array_equal(array, BLUR_KERNEL):
+    raise ValueError(f"stored FIR kernel {array.tolist()} differs from outer([1,3,3,1])/16: {BLUR_KERNEL.tolist()}")
+
+
+# (key pattern, collection, path built from the match groups, array conversion). Collection None: checked buffer.
+_RULES = (
+    (r"style\.(\d+)\.weight", "params", lambda m: (f"style_{m[1]}", "kernel"), np.transpose),
+    (r"style\.(\d+)\.bias", "params", lambda m: (f"style_{m[1]}", "bias"), None),
+    (r"input\.input", "params", lambda m: ("input",), _nchw_to_nhwc),
+    (_LAYER + r"\.conv\.weight", "params", lambda m: (m[1], "conv", "kernel"), _modulated_kernel),
+    (_LAYER + r"\.conv\.modulation\.weight", "params", lambda m: (m[1], "conv", "modulation", "kernel"), np.transpose),
+    (_LAYER + r"\.conv\.modulation\.bias", "params", lambda m: (m[1], "conv", "modulation", "bias"), None),
+    (_LAYER + r"\.noise\.weight", "params", lambda m: (m[1], "noise", "weight"), None),
+    (_LAYER + r"\.activate\.bias", "params", lambda m: (m[1], "activate", "bias"), None),
+    (r"(to_rgb1|to_rgbs\.\d+)\.bias", "params", lambda m: (m[1], "bias"), lambda a: a.reshape(3)),
+    (_LAYER + r"\.(conv\.blur|upsample)\.kernel", None, None, _check_blur),
+    (r"noises\.(noise_\d+)", "noise", lambda m: (m[1],), _nchw_to_nhwc),
+)
+
+
+def convert_generator(state_dict: Mapping[str, Any]) -> tuple[dict, dict]:
+  """Maps a rosinality generator state dict onto the Flax Generator's variable trees.
+
+  Args:
+    state_dict: rosinality key -> tensor (torch tensor or numpy array), e.g. `torch.load(f)["g_ema"]`.
+
+  Returns:
+    (params, noise): nested dicts of float32 numpy arrays, for `{"params": params, "noise": noise}`.
+
+  Raises:
+    ValueError: on a key that matches no rule, or a stored FIR kernel that differs from the recomputed one.
+  """
+  trees = {"params": {}, "noise": {}}
+  unknown = []
+  for key, value in state_dict.items():
+    array = np.asarray(value, dtype=np.float32)
+    for pattern, collection, path_of, convert in _RULES:
+      match = re.fullmatch(pattern, key)
+      if match is None:
+        continue
+      if collection is None:
+        convert(array)
+        break
+      path = tuple(part.replace(".", "_") for part in path_of(match))
+      node = trees[collection]
+      for part in path[:-1]:
+        node = node.setdefault(part, {})
+      node[path[-1]] = convert(array) if convert is not None else array
+      break
+    else:
+      unknown.append(key)
+  if unknown:
+    raise ValueError(f"unknown keys in the rosinality generator state dict: {sorted(unknown)}")
+  return trees["params"], trees["noise"]

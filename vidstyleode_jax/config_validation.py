@@ -1,0 +1,104 @@
+"""Checks a config before anything is built or compiled; each error is one line naming the fields involved."""
+
+import math
+import os
+
+from vidstyleode_jax import schedules
+
+MASK_MODES = ("static", "interpolate", "extrapolate")
+
+
+class ConfigError(ValueError):
+  pass
+
+
+def _require(condition, message):
+  if not condition:
+    raise ConfigError(message)
+
+
+def validate(config):
+  """Raises ConfigError on the first inconsistency; also checks that named checkpoint directories exist."""
+  data, gen, clip, dino = config.data, config.generator, config.clip, config.dino
+  dyn, mod, mapper, loss = config.dynamics, config.modulation, config.mapper, config.loss
+
+  _require(
+      2 <= data.frames_decoded <= data.frames_per_clip,
+      f"data.frames_decoded={data.frames_decoded} must be in [2, data.frames_per_clip={data.frames_per_clip}]",
+  )
+  _require(data.video_length > 0, f"data.video_length={data.video_length} must be positive")
+
+  factor = 2**dyn.num_downsamples
+  _require(
+      dyn.height % factor == 0 and dyn.width % factor == 0,
+      f"dynamics.height x width = {dyn.height}x{dyn.width} is not divisible by 2**dynamics.num_downsamples={factor}",
+  )
+  grid_cells = (dyn.height // factor) * (dyn.width // factor)
+  _require(
+      mod.num_dynamics_tokens == grid_cells,
+      f"modulation.num_dynamics_tokens={mod.num_dynamics_tokens} does not match the dynamics encoder grid "
+      f"(dynamics.height/2**num_downsamples x dynamics.width/2**num_downsamples = {grid_cells} cells)",
+  )
+  _require(dyn.mask_mode in MASK_MODES, f"dynamics.mask_mode={dyn.mask_mode!r} must be one of {MASK_MODES}")
+  if dyn.mask_mode != "static":
+    _require(
+        0 < dyn.mask_num_hidden <= data.frames_per_clip - 2,
+        f"dynamics.mask_num_hidden={dyn.mask_num_hidden} must be in [1, data.frames_per_clip - 2]"
+        f" for mask_mode={dyn.mask_mode!r}",
+    )
+
+  _require(
+      mod.width % mod.num_heads == 0,
+      f"modulation.width={mod.width} is not divisible by modulation.num_heads={mod.num_heads}",
+  )
+  _require(
+      clip.embed_dim == mod.width,
+      f"clip.embed_dim={clip.embed_dim} must equal modulation.width={mod.width} (the style token is a CLIP embedding)",
+  )
+  n_latent = 2 * int(math.log2(gen.resolution)) - 2
+  _require(
+      sum(mapper.group_sizes) == n_latent,
+      f"mapper.group_sizes={tuple(mapper.group_sizes)} must sum to the generator's {n_latent} W+ layers"
+      f" (generator.resolution={gen.resolution})",
+  )
+  _require(
+      len(mapper.group_sizes) == 3 and len(mapper.group_depths) == 3,
+      "mapper.group_sizes and mapper.group_depths must each have 3 entries (coarse, medium, fine)",
+  )
+  for tower, width, heads in (("vision", clip.vision_width, clip.vision_heads), ("text", clip.text_width,
+                                                                                clip.text_heads)):
+    _require(width % heads == 0, f"clip.{tower}_width={width} is not divisible by clip.{tower}_heads={heads}")
+  _require(dino.width % dino.num_heads == 0, f"dino.width={dino.width} is not divisible by dino.num_heads")
+  _require(0 <= dino.key_layer < dino.depth, f"dino.key_layer={dino.key_layer} must be < dino.depth={dino.depth}")
+  _require(0 <= dino.cls_layer < dino.depth, f"dino.cls_layer={dino.cls_layer} must be < dino.depth={dino.depth}")
+  _require(
+      clip.image_size % clip.patch_size == 0,
+      f"clip.image_size={clip.image_size} is not divisible by clip.patch_size={clip.patch_size}",
+  )
+  _require(loss.clip_frames >= 2, f"loss.clip_frames={loss.clip_frames} must be at least 2")
+  for name in ("rec", "latent", "vgg", "directional", "consistency"):
+    schedules.validate(f"loss.{name}", loss[name])
+
+  missing = missing_paths(config)
+  _require(
+      not missing,
+      "missing: " + "; ".join(missing) + ". Port the PyTorch checkpoints with `python -m port_weights KIND SRC DST`"
+      " and prepare the videos with `python -m vidstyleode_jax.data.prepare` (README, 'Your own videos'),"
+      " then point these fields at them",
+  )
+
+
+def missing_paths(config):
+  """Config fields naming a ported checkpoint or dataset directory that does not exist, as 'field=path' strings."""
+  fields = ["generator.checkpoint", "clip.checkpoint", "clip.tokenizer", "dino.checkpoint"]
+  if "psp" in config:
+    fields.append("psp.checkpoint")
+  if config.data.kind == "prepared":
+    fields.append("data.dataset_dir")
+  missing = []
+  for field in fields:
+    section, key = field.split(".")
+    path = config[section][key]
+    if path and not os.path.isdir(path):
+      missing.append(f"{field}={path}")
+  return missing

@@ -1,0 +1,98 @@
+"""The frozen pretrained networks: StyleGAN2 generator, CLIP and DINO.
+
+Their variables live outside the train state: they are passed to the jitted step as a separate argument, receive
+no gradient and no update. `FrozenNetworks` holds the modules and the preprocessing settings and offers the four
+functions the model and the losses need.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from vidstyleode_jax.models import clip as clip_lib
+from vidstyleode_jax.models import dino as dino_lib
+from vidstyleode_jax.models import stylegan2
+from vidstyleode_jax.models import vit
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenNetworks:
+  generator: stylegan2.Generator
+  clip: clip_lib.CLIP
+  dino: vit.VisionTransformer
+  clip_image_size: int
+  dino_short_side: int
+  dino_key_layer: int
+  dino_cls_layer: int
+
+  def render(self, variables, w_plus):
+    """w_plus: [n, n_latent, style_dim] -> images [n, H_G, W_G, 3] in about [-1, 1]."""
+    return self.generator.apply(variables["generator"], w_plus)
+
+  def mapping(self, variables, z):
+    return self.generator.apply(variables["generator"], z, method=stylegan2.Generator.mapping)
+
+  def clip_image(self, variables, images_m11):
+    """images_m11: [n, H, W, 3] in [-1, 1] -> raw CLIP image embeddings [n, embed]."""
+    pixels = clip_lib.clip_preprocess(images_m11, self.clip_image_size)
+    return self.clip.apply(variables["clip"], pixels, method=clip_lib.CLIP.encode_image)
+
+  def clip_text(self, variables, tokens):
+    """tokens: [n, context] int32 -> raw CLIP text embeddings [n, embed]."""
+    return self.clip.apply(variables["clip"], tokens, method=clip_lib.CLIP.encode_text)
+
+  def dino_features(self, variables, images01):
+    """images01: [n, H, W, 3] in [0, 1] -> dict(self_similarity [n, T, T], cls [n, width])."""
+    return dino_lib.dino_descriptors(
+        self.dino, variables["dino"]["params"], images01, self.dino_short_side, self.dino_key_layer,
+        self.dino_cls_layer,
+    )
+
+
+def build(config) -> FrozenNetworks:
+  g, c, d = config.generator, config.clip, config.dino
+  return FrozenNetworks(
+      generator=stylegan2.Generator(
+          resolution=g.resolution,
+          aspect=g.aspect,
+          style_dim=g.style_dim,
+          n_mlp=g.n_mlp,
+          channel_multiplier=g.channel_multiplier,
+          channel_divisor=g.channel_divisor,
+      ),
+      clip=clip_lib.CLIP(
+          embed_dim=c.embed_dim,
+          image_size=c.image_size,
+          vision_patch_size=c.patch_size,
+          vision_width=c.vision_width,
+          vision_depth=c.vision_depth,
+          vision_heads=c.vision_heads,
+          vocab_size=c.vocab_size,
+          context_length=c.context_length,
+          text_width=c.text_width,
+          text_depth=c.text_depth,
+          text_heads=c.text_heads,
+      ),
+      dino=dino_lib.dino_vit(
+          patch_size=d.patch_size, width=d.width, depth=d.depth, num_heads=d.num_heads, mlp_dim=4 * d.width
+      ).clone(pretrained_grid=d.pretrained_grid),
+      clip_image_size=c.image_size,
+      dino_short_side=d.short_side,
+      dino_key_layer=d.key_layer,
+      dino_cls_layer=d.cls_layer,
+  )
+
+
+def init_random(networks: FrozenNetworks, config, key):
+  """Random frozen variables (the demo); real runs load ported weights instead."""
+  k_gen, k_clip, k_dino = jax.random.split(key, 3)
+  g, c = config.generator, config.clip
+  w_plus = jnp.zeros((1, networks.generator.n_latent, g.style_dim))
+  generator = networks.generator.init(k_gen, w_plus)
+  image = jnp.zeros((1, c.image_size, c.image_size, 3))
+  tokens = jnp.zeros((1, c.context_length), jnp.int32)
+  clip = networks.clip.init(k_clip, image, tokens)
+  dino_input = jnp.zeros((1, config.dino.short_side, config.dino.short_side, 3))
+  dino = networks.dino.init(k_dino, dino_input)
+  return dict(generator=generator, clip=clip, dino=dino)

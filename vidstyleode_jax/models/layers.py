@@ -1,0 +1,109 @@
+"""StyleGAN2-style equalised-learning-rate layers, shared by the generator and the dynamics encoder.
+
+Equalised layers store their weights as N(0, 1) / lr_mul and scale them at run time by lr_mul / sqrt(fan_in).
+The stored (raw) parametrisation is what the PyTorch checkpoints hold and what Adam sees, so it is kept.
+All tensors are channel-last.
+"""
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+LEAKY_SLOPE = 0.2
+LEAKY_GAIN = math.sqrt(2.0)
+
+
+def fused_leaky_relu(x: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+  """lrelu_0.2(x + bias) * sqrt(2), the bias broadcast over the last (channel) axis."""
+  if bias is not None:
+    x = x + bias
+  return jnp.where(x >= 0, x, LEAKY_SLOPE * x) * LEAKY_GAIN
+
+
+class FusedLeakyReLU(nn.Module):
+  """Per-channel bias (zero-initialised), then fused_leaky_relu."""
+
+  @nn.compact
+  def __call__(self, x):
+    bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],), jnp.float32)
+    return fused_leaky_relu(x, bias.astype(x.dtype))
+
+
+class EqualDense(nn.Module):
+  """y = x @ (kernel * lr_mul / sqrt(in)) + bias * lr_mul; kernel stored [in, out]."""
+
+  features: int
+  use_bias: bool = True
+  lr_mul: float = 1.0
+  bias_init_value: float = 0.0
+
+  @nn.compact
+  def __call__(self, x):
+    fan_in = x.shape[-1]
+    kernel = self.param(
+        "kernel",
+        lambda key, shape: jax.random.normal(key, shape) / self.lr_mul,
+        (fan_in, self.features),
+    )
+    y = x @ (kernel * (self.lr_mul / math.sqrt(fan_in))).astype(x.dtype)
+    if self.use_bias:
+      bias = self.param("bias", nn.initializers.constant(self.bias_init_value), (self.features,))
+      y = y + (bias * self.lr_mul).astype(x.dtype)
+    return y
+
+
+class EqualConv2d(nn.Module):
+  """Conv with an equalised-lr kernel [kh, kw, in, out]; padding as explicit ((top, bottom), (left, right))."""
+
+  features: int
+  kernel_size: int
+  stride: int = 1
+  padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0))
+  use_bias: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    fan_in = x.shape[-1] * self.kernel_size**2
+    kernel = self.param(
+        "kernel",
+        nn.initializers.normal(1.0),
+        (self.kernel_size, self.kernel_size, x.shape[-1], self.features),
+    )
+    y = jax.lax.conv_general_dilated(
+        x,
+        (kernel / math.sqrt(fan_in)).astype(x.dtype),
+        window_strides=(self.stride, self.stride),
+        padding=tuple(self.padding),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
+    return y
+
+
+def torch_uniform_init(key, shape, dtype=jnp.float32):
+  """PyTorch's default Linear/Conv init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)); fan_in = product of all but the last
+  axis of a [in, out] or [kh, kw, in, out] kernel."""
+  bound = 1.0 / math.sqrt(math.prod(shape[:-1]))
+  return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class TorchDense(nn.Module):
+  """A dense layer initialised like torch.nn.Linear (its bias bound also uses the kernel's fan_in)."""
+
+  features: int
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    fan_in = x.shape[-1]
+    kernel = self.param("kernel", torch_uniform_init, (fan_in, self.features))
+    y = x @ kernel.astype(x.dtype)
+    if self.use_bias:
+      bound = 1.0 / math.sqrt(fan_in)
+      bias = self.param("bias", lambda k, s: jax.random.uniform(k, s, jnp.float32, -bound, bound), (self.features,))
+      y = y + bias.astype(x.dtype)
+    return y

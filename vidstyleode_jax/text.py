@@ -1,0 +1,172 @@
+"""CLIP tokenization with OpenAI's id layout, and the CLIP BPE vocabulary folders it reads.
+
+`write_demo_vocabulary` makes a tiny but genuine vocabulary for the demo; `convert_openai_bpe` turns OpenAI's
+merge file into the real one. A vocabulary folder holds `vocab.json` and `merges.txt` in the layout of
+checkpoints.md §4.5: the 256 byte symbols, the same with `</w>`, one entry per merge, then `<|startoftext|>` and
+`<|endoftext|>` as the two largest ids.
+"""
+
+import collections
+import gzip
+import json
+import os
+import unicodedata
+from typing import Sequence
+
+import numpy as np
+import regex
+import transformers
+
+START_OF_TEXT = "<|startoftext|>"
+END_OF_TEXT = "<|endoftext|>"
+END_OF_WORD = "</w>"
+CLIP_CONTEXT_LENGTH = 77
+OPENAI_MERGE_COUNT = 48894
+
+_PRE_TOKENIZER = regex.compile(
+    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
+    regex.IGNORECASE,
+)
+
+
+class ClipTokenizer:
+  """transformers' `CLIPTokenizer` on a vocabulary folder, producing OpenAI `clip.tokenize` id arrays.
+
+  Rows are [SOT] + ids + [EOT], zero-padded to `context_length` as OpenAI does (Hugging Face pads with EOT; the text
+  tower pools the first EOT either way). Text cleaning is transformers' (NFC, collapse whitespace, lowercase); OpenAI
+  additionally runs ftfy and HTML unescaping, which only matters for unusual text.
+  """
+
+  def __init__(self, folder: str, context_length: int = CLIP_CONTEXT_LENGTH):
+    self._tokenizer = transformers.CLIPTokenizer.from_pretrained(folder)
+    self.context_length = context_length
+    self.sot_id = self._tokenizer.convert_tokens_to_ids(START_OF_TEXT)
+    self.eot_id = self._tokenizer.convert_tokens_to_ids(END_OF_TEXT)
+    if self.eot_id != self.vocab_size - 1:
+      raise ValueError(
+          f"{folder}: {END_OF_TEXT} has id {self.eot_id}, but CLIP pools argmax(ids) and needs it to be the largest "
+          f"id {self.vocab_size - 1}"
+      )
+
+  @property
+  def vocab_size(self) -> int:
+    return len(self._tokenizer)
+
+  def __call__(self, texts: str | Sequence[str]) -> np.ndarray:
+    """texts -> [len(texts), context_length] int32; a single string gives one row.
+
+    Raises:
+      ValueError: a text needs more than context_length tokens (start and end included); nothing is truncated.
+    """
+    if isinstance(texts, str):
+      texts = [texts]
+    ids = np.zeros((len(texts), self.context_length), np.int32)
+    for row, text in enumerate(texts):
+      tokens = [self.sot_id, *self._tokenizer.encode(text, add_special_tokens=False), self.eot_id]
+      if len(tokens) > self.context_length:
+        raise ValueError(
+            f"text {text!r} has {len(tokens)} tokens (start and end included), more than the context length "
+            f"{self.context_length}"
+        )
+      ids[row, :len(tokens)] = tokens
+    return ids
+
+  def decode(self, ids: Sequence[int]) -> str:
+    """One row of ids -> text, reading up to the first EOT; words are separated by single spaces."""
+    ids = [int(i) for i in ids]
+    if self.eot_id in ids:
+      ids = ids[:ids.index(self.eot_id)]
+    return self._tokenizer.decode([i for i in ids if i != self.sot_id]).strip()
+
+
+def byte_to_symbol() -> dict[int, str]:
+  """byte -> its byte-level BPE symbol, in vocabulary order.
+
+  Printable Latin-1 bytes stand for themselves and come first, in byte order; then every other byte, in byte order,
+  as chr(256 + n) for the n-th of them.
+  """
+  printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+  others = [byte for byte in range(256) if byte not in printable]
+  return {**{byte: chr(byte) for byte in printable}, **{byte: chr(256 + n) for n, byte in enumerate(others)}}
+
+
+def _words(texts: Sequence[str]) -> list[str]:
+  """CLIP's pre-tokenisation after transformers' cleaning (NFC, one space, lowercase); special tokens dropped."""
+  words = []
+  for text in texts:
+    cleaned = " ".join(unicodedata.normalize("NFC", text).split()).lower()
+    words += [w for w in _PRE_TOKENIZER.findall(cleaned) if w not in (START_OF_TEXT, END_OF_TEXT)]
+  return words
+
+
+def _learn_merges(words: Sequence[str]) -> list[tuple[str, str]]:
+  """Greedy BPE: merge the most frequent adjacent pair everywhere until every word is a single symbol."""
+  symbols = byte_to_symbol()
+  counts = collections.Counter(words)
+  segmented = {}
+  for word in counts:
+    pieces = [symbols[byte] for byte in word.encode("utf-8")]
+    pieces[-1] += END_OF_WORD
+    segmented[word] = pieces
+  merges = []
+  while True:
+    pair_counts = collections.Counter()
+    for word, pieces in segmented.items():
+      for pair in zip(pieces, pieces[1:]):
+        pair_counts[pair] += counts[word]
+    if not pair_counts:
+      return merges
+    best = max(pair_counts, key=pair_counts.get)
+    merges.append(best)
+    for word, pieces in segmented.items():
+      merged = []
+      for piece in pieces:
+        if merged and (merged[-1], piece) == best:
+          merged[-1] += piece
+        else:
+          merged.append(piece)
+      segmented[word] = merged
+
+
+def _write_vocabulary(folder: str, merges: Sequence[tuple[str, str]]) -> int:
+  """vocab.json (bytes, bytes + </w>, merged strings, SOT, EOT) and merges.txt; returns the vocabulary size."""
+  base = list(byte_to_symbol().values())
+  entries = base + [symbol + END_OF_WORD for symbol in base]
+  entries += [left + right for left, right in merges]
+  entries += [START_OF_TEXT, END_OF_TEXT]
+  vocabulary = {}
+  for entry in entries:
+    vocabulary.setdefault(entry, len(vocabulary))
+  os.makedirs(folder, exist_ok=True)
+  with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
+    json.dump(vocabulary, f, ensure_ascii=False)
+  with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
+    f.write("#version: 0.2\n")
+    f.writelines(f"{left} {right}\n" for left, right in merges)
+  return len(vocabulary)
+
+
+def write_demo_vocabulary(folder: str, texts: Sequence[str]) -> int:
+  """Writes a small CLIP-format BPE vocabulary in which every word of `texts` is a single token.
+
+  Other words still tokenize, byte by byte. The folder loads with `ClipTokenizer` (and transformers'
+  `CLIPTokenizer`).
+
+  Args:
+    folder: created if missing; receives vocab.json and merges.txt.
+    texts: the sentences whose words become tokens.
+
+  Returns:
+    The vocabulary size (the text tower's vocab_size); EOT is its last id.
+  """
+  return _write_vocabulary(folder, _learn_merges(_words(texts)))
+
+
+def convert_openai_bpe(bpe_path: str, folder: str) -> int:
+  """OpenAI's `bpe_simple_vocab_16e6.txt.gz` (shipped in the open-clip-torch wheel) -> a vocabulary folder.
+
+  Uses the header-less merge lines 1 ... 48894, as OpenAI's tokenizer does. Returns the vocabulary size, 49408.
+  """
+  with gzip.open(bpe_path, "rt", encoding="utf-8") as f:
+    lines = f.read().splitlines()[1:OPENAI_MERGE_COUNT + 1]
+  return _write_vocabulary(folder, [tuple(line.split()) for line in lines])

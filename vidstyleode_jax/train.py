@@ -1,0 +1,165 @@
+r"""Trains VidStyleODE.
+
+  python -m vidstyleode_jax.train --config=configs/demo.py --workdir=/tmp/vidstyleode_demo
+
+Giving the same --workdir again resumes from its latest checkpoint. Config fields can be overridden on the
+command line, e.g. --config.train.num_steps=100. The workdir receives checkpoints/, metrics.jsonl, tensorboard/
+and samples/ (mp4 and gif grids: real | reconstruction | edited | dynamics swapped).
+"""
+
+import dataclasses
+import os
+
+import jax
+import numpy as np
+import tqdm
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from vidstyleode_jax import checkpointing
+from vidstyleode_jax import config_validation
+from vidstyleode_jax import evaluate
+from vidstyleode_jax import inference
+from vidstyleode_jax import metric_writers
+from vidstyleode_jax import parallel
+from vidstyleode_jax import train_step
+from vidstyleode_jax.data import pipeline
+from vidstyleode_jax.data import sources
+from vidstyleode_jax.models import frozen as frozen_lib
+
+config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+NUM_SAMPLE_VIDEOS = 4
+
+
+def frozen_variables(nets, config):
+  """Frozen network variables: random from the seed for the demo; ported weights otherwise."""
+  if config.generator.checkpoint or config.clip.checkpoint or config.dino.checkpoint:
+    raise NotImplementedError(
+        "loading ported weights (generator/clip/dino.checkpoint) arrives with the weight-porting CLI; "
+        "leave the checkpoint fields empty to train with random frozen networks"
+    )
+  return frozen_lib.init_random(nets.frozen, config, jax.random.key(config.seed + 1))
+
+
+@dataclasses.dataclass
+class Experiment:
+  """Everything a training run is made of, before the loop starts."""
+
+  nets: inference.Networks
+  mesh: jax.sharding.Mesh
+  frozen_vars: dict
+  datasets: sources.Datasets
+  sampler: pipeline.ClipSampler
+  state: train_step.TrainState
+
+
+def batch_checksum(batch):
+  """A number that changes with the batch's videos and frames, logged so that runs can compare data order."""
+  ids = batch["video_ids"].astype(np.int64)
+  times = np.round(batch["times"][0] * 1e4).astype(np.int64)
+  return int(np.sum(ids * (np.arange(len(ids)) + 1)) * 1_000_003 + np.sum(times * (np.arange(len(times)) + 7)))
+
+
+def setup(config, workdir, mesh=None):
+  """Validates the config, builds the networks and data, and initialises (not restores) the train state."""
+  config_validation.validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  mesh = parallel.create_mesh() if mesh is None else mesh
+  parallel.check_batch_size(config.data.batch_size, mesh)
+  nets = inference.Networks.from_config(config)
+  frozen_vars = parallel.replicate(frozen_variables(nets, config), mesh)
+  datasets = sources.load(config, nets.frozen, frozen_vars, workdir)
+  sampler = pipeline.ClipSampler(
+      [datasets.train.frames.shape[1]] * len(datasets.train), batch_size=config.data.batch_size,
+      frames_per_clip=config.data.frames_per_clip, seed=config.seed,
+  )
+  video_ids, frame_numbers = sampler.plan(0)
+  example = pipeline.make_batch(datasets.train, datasets.train_tokens, video_ids, frame_numbers,
+                                config.data.video_length)
+  state = parallel.replicate(train_step.init_state(nets, config, jax.random.key(config.seed), example), mesh)
+  return Experiment(nets, mesh, frozen_vars, datasets, sampler, state)
+
+
+def train(config, workdir, progress=True, mesh=None):
+  """Runs (or resumes) training in `workdir`; returns the final train state and the last held-out metrics."""
+  exp = setup(config, workdir, mesh)
+  nets, mesh, frozen_vars, datasets, sampler = exp.nets, exp.mesh, exp.frozen_vars, exp.datasets, exp.sampler
+  checkpointer = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints)
+  state = exp.state
+  if checkpointer.latest_step() is not None:
+    state = checkpointer.restore(state)
+    logging.info("Resumed from step %d in %s", int(state.step), workdir)
+  first_step = int(state.step)
+
+  step_fn = train_step.make_train_step(nets, mesh)
+  evaluate_fn = evaluate.make_evaluate(nets)
+  sample_fn = evaluate.make_sample_columns(nets)
+  frames01, wplus, _, times = evaluate.eval_clips(nets, datasets.eval, datasets.eval_tokens)
+  sample_clips = evaluate.eval_clips(nets, datasets.eval, datasets.eval_tokens, NUM_SAMPLE_VIDEOS)
+
+  def evaluate_and_sample(step, state):
+    metrics = evaluate_fn(state.params, frozen_vars, frames01, wplus, times)
+    metrics = {f"eval/{k}": float(v) for k, v in metrics.items()}
+    writer.write_scalars(step, metrics)
+    if main:
+      columns = sample_fn(state.params, frozen_vars, *sample_clips)
+      evaluate.write_samples(workdir, step, jax.device_get(columns), fps=8)
+    return metrics
+
+  main = parallel.is_main_process()
+  writer = metric_writers.MetricWriter(workdir, enabled=main, resume_step=first_step)
+  if first_step == 0:
+    writer.write_hparams(config.to_dict())
+  batches = pipeline.prefetch(pipeline.training_batches(
+      datasets.train, datasets.train_tokens, sampler, video_length=config.data.video_length, first_step=first_step,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+  ))
+  t = config.train
+  eval_metrics = {}
+  bar = tqdm.tqdm(total=t.num_steps, initial=first_step, disable=not (progress and main), unit="step")
+  try:
+    for step, local_batch in batches:
+      if step >= t.num_steps:
+        break
+      state, metrics = step_fn(state, frozen_vars, parallel.global_batch(local_batch, mesh))
+      done = step + 1
+      bar.update(1)
+      if done % t.log_every == 0 or done == t.num_steps:
+        metrics = jax.device_get(metrics)
+        metrics["data/batch_checksum"] = batch_checksum(local_batch)
+        writer.write_scalars(done, metrics)
+        bar.set_postfix(loss=f"{metrics['loss/total']:.4f}", nfe=int(metrics["ode/nfe"]))
+        if metrics["ode/failed"] > 0:
+          logging.warning("step %d: the latent ODE solve did not finish within dynamics.max_steps", done)
+      if done % t.checkpoint_every == 0 or done == t.num_steps:
+        checkpointer.save(done, state)
+      if done % t.sample_every == 0 or done == t.num_steps:
+        eval_metrics = evaluate_and_sample(done, state)
+  finally:
+    bar.close()
+    checkpointer.wait()
+    checkpointer.close()
+    writer.close()
+  return state, eval_metrics
+
+
+def main(argv):
+  del argv
+  parallel.initialize_distributed()
+  try:
+    config_validation.validate(flags.FLAGS.config)
+  except config_validation.ConfigError as e:
+    raise app.UsageError(f"invalid config: {e}") from None
+  state, eval_metrics = train(flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.progress)
+  logging.info("Finished at step %d: %s", int(state.step), eval_metrics)
+  print({k: round(v, 6) for k, v in eval_metrics.items()})
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(main)

@@ -1,0 +1,172 @@
+"""One training step: forward through both branches, all losses, and the update, as one jitted XLA program.
+
+architecture.md §9-§13. The batch (see data/pipeline.py) holds uint8 frames [B, T, H, W, 3], their W+ inversions,
+token ids of each video's description and the clip's normalised times. Per-step randomness (which N frames are
+decoded, the observation mask, the frames of the CLIP losses) comes from jax.random keyed by (seed, step), so a
+step does not depend on how many devices run it, and a resumed run repeats it exactly.
+"""
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from vidstyleode_jax import inference
+from vidstyleode_jax import losses
+from vidstyleode_jax import parallel
+from vidstyleode_jax import schedules
+from vidstyleode_jax.models import dynamics as dynamics_lib
+
+DYNAMICS, MAPPING = "dynamics", "mapping"
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: dict
+  opt_state: optax.OptState
+
+
+def make_optimizer(config):
+  """Two Adam groups: the dynamics encoder (lr x dynamics_lr_multiplier) and modulation + mapper (architecture.md §13)."""
+  o = config.optim
+  groups = {
+      DYNAMICS: optax.adam(o.learning_rate * o.dynamics_lr_multiplier, b1=0.9, b2=o.dynamics_b2, eps=o.eps),
+      MAPPING: optax.adam(o.learning_rate, b1=0.9, b2=o.mapping_b2, eps=o.eps),
+  }
+  label = lambda params: {
+      "params": {name: DYNAMICS if name == "dynamics" else MAPPING for name in params["params"]}
+  }
+  return optax.multi_transform(groups, label)
+
+
+def init_state(nets, config, key, example_batch):
+  """Initialises the trainable params from an example batch (shapes only matter) and the optimizer state."""
+  frames01 = example_batch["frames"].astype(jnp.float32) / 255.0
+  times = example_batch["times"][0]
+  content = inference.content_code(example_batch["wplus"])
+  style = jnp.zeros((frames01.shape[0], config.modulation.width))
+  mask = jnp.ones(frames01.shape[:2])
+  params = nets.model.init(
+      key, inference.dynamics_input(nets, frames01), times, mask, times[: config.data.frames_decoded], content,
+      (style,),
+  )
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=make_optimizer(config).init(params))
+
+
+def sample_frame_indices(key, num_frames, num_decoded):
+  """Frame 0 plus num_decoded - 1 distinct later frames of the clip, sorted: [num_decoded] int32."""
+  later = jax.random.choice(key, jnp.arange(1, num_frames), (num_decoded - 1,), replace=False)
+  return jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.sort(later).astype(jnp.int32)])
+
+
+def branch_latents(nets, params, frozen_vars, batch, key):
+  """The forward pass up to the W+ latents of both branches.
+
+  Returns a dict: w_rec, w_edit [B, N, n_latent, style_dim]; content [B, n_latent, style_dim]; reference G(z_C);
+  frame_indices [N]; text and text_rolled [B, embed]; solver stats.
+  """
+  config = nets.config
+  frames01 = batch["frames"].astype(jnp.float32) / 255.0
+  times = batch["times"][0]
+  batch_size, num_frames = frames01.shape[:2]
+  k_frames, k_mask = jax.random.split(key)
+  frame_indices = sample_frame_indices(k_frames, num_frames, config.data.frames_decoded)
+
+  content = inference.content_code(batch["wplus"])
+  style, reference = inference.style_token(nets, frozen_vars, content)
+  text = nets.frozen.clip_text(frozen_vars, batch["tokens"])
+  text_rolled = jnp.roll(text, 1, axis=0)
+  edit_style = style + config.loss.manipulation_strength * (text_rolled - text)
+
+  mask = dynamics_lib.observation_mask(
+      config.dynamics.mask_mode, batch_size, num_frames, k_mask, config.dynamics.mask_num_hidden
+  )
+  w, _, stats = nets.model.apply(
+      params, inference.dynamics_input(nets, frames01), times, mask, times[frame_indices], content,
+      (style, edit_style),
+  )
+  return dict(
+      w_rec=w[0], w_edit=w[1], content=content, reference=reference, frame_indices=frame_indices, text=text,
+      text_rolled=text_rolled, stats=stats,
+  )
+
+
+def loss_and_metrics(nets, params, frozen_vars, batch, step, key):
+  """The weighted total loss (architecture.md §10.7) and a dict of scalar metrics."""
+  config, lc = nets.config, nets.config.loss
+  k_forward, k_directional, k_consistency_rec, k_consistency_edit = jax.random.split(key, 4)
+  out = branch_latents(nets, params, frozen_vars, batch, k_forward)
+  batch_size, num_decoded = out["w_rec"].shape[:2]
+
+  full, data_size = inference.render_frames(nets, frozen_vars, jnp.stack([out["w_rec"], out["w_edit"]]))
+  real_m11 = batch["frames"][:, out["frame_indices"]].astype(jnp.float32) / 127.5 - 1.0
+  rec_m11, edit_m11 = data_size[0], data_size[1]
+
+  flat = lambda x: x.reshape((-1,) + x.shape[-3:])
+  dino = nets.frozen.dino_features(frozen_vars, jnp.concatenate([flat(data_size), flat(real_m11)]) * 0.5 + 0.5)
+  n = batch_size * num_decoded
+  gen_similarity, real_similarity = dino["self_similarity"][: 2 * n], dino["self_similarity"][2 * n:]
+  reference_cls = nets.frozen.dino_features(frozen_vars, out["reference"] * 0.5 + 0.5)["cls"]
+
+  clip_image = lambda images: nets.frozen.clip_image(frozen_vars, images)
+  num_clip = min(lc.clip_frames, num_decoded)
+  positions = lambda k: jax.random.choice(k, num_decoded, (num_clip,), replace=False)
+
+  terms = dict(
+      rec=losses.mse(rec_m11, real_m11),
+      latent=losses.latent_hinge(out["content"], out["w_rec"], out["w_edit"], lc.latent_eps),
+      structure=losses.structure_loss(gen_similarity, jnp.concatenate([real_similarity, real_similarity])),
+      appearance=losses.appearance_loss(dino["cls"][:n], reference_cls, num_decoded),
+      directional=losses.directional_clip_loss(
+          clip_image, real_m11, edit_m11, out["text"], out["text_rolled"], positions(k_directional)
+      ),
+      consistency=losses.consistency_clip_loss(clip_image, full[0], positions(k_consistency_rec))
+      + losses.consistency_clip_loss(clip_image, full[1], positions(k_consistency_edit)),
+  )
+  weights = dict(
+      rec=schedules.weight_at(lc.rec, step),
+      latent=schedules.weight_at(lc.latent, step),
+      structure=schedules.weight_at(lc.vgg, step) * lc.structure_weight,
+      appearance=schedules.weight_at(lc.vgg, step) * lc.appearance_weight,
+      directional=schedules.weight_at(lc.directional, step),
+      consistency=schedules.weight_at(lc.consistency, step),
+  )
+  total = sum(jnp.where(weights[name] > 0, weights[name] * terms[name], 0.0) for name in terms)
+  metrics = {f"loss/{name}": value for name, value in terms.items()}
+  metrics.update({f"weight/{name}": value for name, value in weights.items()})
+  metrics.update({
+      "loss/total": total,
+      "ode/nfe": out["stats"]["nfe"].astype(jnp.float32),
+      "ode/failed": 1.0 - out["stats"]["solve_ok"].astype(jnp.float32),
+      "latent/delta_rms": jnp.sqrt(jnp.mean(jnp.square(out["w_rec"] - out["content"][:, None]))),
+  })
+  return total, metrics
+
+
+def step_key(config, step):
+  return jax.random.fold_in(jax.random.key(config.seed), step)
+
+
+def make_train_step(nets, mesh):
+  """-> jitted (state, frozen_vars, batch) -> (state, metrics); the state is donated, the batch sharded on 'data'."""
+  optimizer = make_optimizer(nets.config)
+
+  def train_step(state, frozen_vars, batch):
+    grad_fn = jax.value_and_grad(
+        lambda p: loss_and_metrics(nets, p, frozen_vars, batch, state.step, step_key(nets.config, state.step)),
+        has_aux=True,
+    )
+    (_, metrics), grads = grad_fn(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    metrics["grad_norm"] = optax.global_norm(grads)
+    new_state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
+    return new_state, metrics
+
+  replicated = parallel.replicated(mesh)
+  return jax.jit(
+      train_step,
+      in_shardings=(replicated, replicated, parallel.batch_sharding(mesh)),
+      out_shardings=(replicated, replicated),
+      donate_argnums=(0,),
+  )
