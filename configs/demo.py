@@ -45,7 +45,7 @@ def get_config():
       tokenizer="",  # empty: a demo vocabulary built from the demo descriptions
       embed_dim=64,
       image_size=32,
-      patch_size=8,
+      vision_patch_size=8,
       vision_width=64,
       vision_depth=2,
       vision_heads=2,

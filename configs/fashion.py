@@ -46,7 +46,7 @@ def get_config():
       tokenizer=f"{PORTED}/clip_vit_b32",
       embed_dim=512,
       image_size=224,
-      patch_size=32,
+      vision_patch_size=32,
       vision_width=768,
       vision_depth=12,
       vision_heads=12,

@@ -102,19 +102,24 @@ results = {{}}
 for n in (1, 4):
   exp = train.setup(tiny_config(), {workdir!r} + str(n), mesh=parallel.create_mesh(jax.devices()[:n]))
   state, metrics = train_step.make_train_step(exp.nets, exp.mesh)(exp.state, exp.frozen_vars, global_batch(exp, 0))
-  results[n] = (float(metrics["loss/total"]), [np.asarray(x) for x in jax.tree.leaves(host_copy(state.params))])
+  results[n] = (float(metrics["loss/total"]), float(metrics["grad_norm"]),
+                [np.asarray(x) for x in jax.tree.leaves(host_copy(state.params))])
 loss_diff = abs(results[1][0] - results[4][0])
-param_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(results[1][1], results[4][1]))
-print(json.dumps(dict(loss_1=results[1][0], loss_4=results[4][0], loss_diff=loss_diff, param_diff=param_diff)))
+grad_norm_diff = abs(results[1][1] - results[4][1])
+param_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(results[1][2], results[4][2]))
+print(json.dumps(dict(loss_1=results[1][0], loss_4=results[4][0], loss_diff=loss_diff, grad_norm_1=results[1][1],
+                      grad_norm_diff=grad_norm_diff, param_diff=param_diff)))
 """
 
 
 def test_four_devices_match_one_device(tmp_path):
   """One step on the same global batch: sharded over 4 simulated CPU devices vs 1 device.
 
-  Tolerance: the losses are sums over the batch whose reduction order changes with the sharding, so float32
-  rounding (~1e-7 relative) can differ; after one Adam step the params may differ by rounding of lr-sized updates.
-  We allow 1e-5 relative on the loss and 1e-5 absolute on the params (the learning rate is 1e-3, 5e-3).
+  Tolerances: the loss and the gradients are reductions over the batch whose order changes with the sharding, so
+  they may differ by float32 rounding: we allow 1e-5 relative on the loss and on the gradient norm. Adam's first
+  step moves every parameter by about lr * sign(gradient) whatever the gradient's size, so a parameter whose
+  gradient is at the rounding level can move differently: we allow 1e-4 absolute on the updated params, 2% of the
+  largest learning rate (5e-3, dynamics group), whereas a real sharding bug moves params by a whole lr.
   """
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
   script = MULTI_DEVICE_SCRIPT.format(repo=REPO, workdir=str(tmp_path / "run"))
@@ -123,4 +128,5 @@ def test_four_devices_match_one_device(tmp_path):
   numbers = json.loads(result.stdout.strip().splitlines()[-1])
   print(numbers)
   assert numbers["loss_diff"] <= 1e-5 * abs(numbers["loss_1"])
-  assert numbers["param_diff"] <= 1e-5
+  assert numbers["grad_norm_diff"] <= 1e-5 * numbers["grad_norm_1"]
+  assert numbers["param_diff"] <= 1e-4

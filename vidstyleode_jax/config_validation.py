@@ -72,8 +72,8 @@ def validate(config):
   _require(0 <= dino.key_layer < dino.depth, f"dino.key_layer={dino.key_layer} must be < dino.depth={dino.depth}")
   _require(0 <= dino.cls_layer < dino.depth, f"dino.cls_layer={dino.cls_layer} must be < dino.depth={dino.depth}")
   _require(
-      clip.image_size % clip.patch_size == 0,
-      f"clip.image_size={clip.image_size} is not divisible by clip.patch_size={clip.patch_size}",
+      clip.image_size % clip.vision_patch_size == 0,
+      f"clip.image_size={clip.image_size} is not divisible by clip.vision_patch_size={clip.vision_patch_size}",
   )
   _require(loss.clip_frames >= 2, f"loss.clip_frames={loss.clip_frames} must be at least 2")
   for name in ("rec", "latent", "vgg", "directional", "consistency"):

@@ -112,7 +112,8 @@ def train(config, workdir, progress=True, mesh=None):
     return metrics
 
   main = parallel.is_main_process()
-  writer = metric_writers.MetricWriter(workdir, enabled=main, resume_step=first_step)
+  # Metrics are logged under the number of completed steps: lines after the checkpoint start at first_step + 1.
+  writer = metric_writers.MetricWriter(workdir, enabled=main, resume_step=first_step + 1)
   if first_step == 0:
     writer.write_hparams(config.to_dict())
   batches = pipeline.prefetch(pipeline.training_batches(

@@ -16,22 +16,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vidstyleode_jax.models.layers import EqualConv2d, FusedLeakyReLU
+from vidstyleode_jax.models.layers import EqualConv2d, FusedLeakyReLU, torch_default_init
 
 # The ODE-RNN's first Euler step runs from this far after the last frame back to the last frame (§4.5).
 FIRST_STEP_OFFSET = 0.01
 # Dopri5 evaluates the vector field 6 times per attempted step; its 7th stage is reused by the next step (FSAL).
 DOPRI5_EVALS_PER_STEP = 6
-
-
-def torch_default_init(fan_in: int):
-  """PyTorch's default init of conv/linear weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-  bound = 1.0 / math.sqrt(fan_in)
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return init
 
 
 def torch_conv(features: int, kernel_size: int, in_features: int, name: str | None = None) -> nn.Conv:
@@ -85,7 +75,10 @@ class ResnetEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, frames):
-    """frames: [batch, h, w, 3] in [0, 1] -> codes [batch, h / 2**n, w / 2**n, out_channels], unit L2 norm over channels."""
+    """frames: [batch, h, w, 3] in [0, 1] -> codes [batch, h / 2**n, w / 2**n, out_channels], n = num_downsamples.
+
+    Each code vector has unit L2 norm over channels.
+    """
     x = EqualConvLReLU(self.base_channels, 1, name="from_rgb")(frames)
     for i in range(1, self.num_downsamples + 1):
       x = ResBlock(self.base_channels * 2**i, name=f"block{i}")(x)
@@ -273,7 +266,7 @@ class DynamicsEncoder(nn.Module):
   def tokens(self, z_t):
     """z_t: [batch, n_query, h', w', spatial_channels] -> [batch, n_query, h' * w', token_dim], grid row-major."""
     x = self.to_tokens(z_t)
-    return jnp.swapaxes(x, 2, 3).reshape(*x.shape[:2], -1, x.shape[-1])
+    return x.reshape(*x.shape[:2], -1, x.shape[-1])
 
   def __call__(self, frames, ts, mask, query_ts):
     """Returns (tokens [batch, n_query, h' * w', token_dim], z0 [batch, h', w', C], stats); arguments as above."""

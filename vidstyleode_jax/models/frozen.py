@@ -14,6 +14,7 @@ from vidstyleode_jax.models import clip as clip_lib
 from vidstyleode_jax.models import dino as dino_lib
 from vidstyleode_jax.models import stylegan2
 from vidstyleode_jax.models import vit
+from vidstyleode_jax.models.config_fields import fields_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,33 +52,14 @@ class FrozenNetworks:
 
 
 def build(config) -> FrozenNetworks:
-  g, c, d = config.generator, config.clip, config.dino
+  d = config.dino
   return FrozenNetworks(
-      generator=stylegan2.Generator(
-          resolution=g.resolution,
-          aspect=g.aspect,
-          style_dim=g.style_dim,
-          n_mlp=g.n_mlp,
-          channel_multiplier=g.channel_multiplier,
-          channel_divisor=g.channel_divisor,
-      ),
-      clip=clip_lib.CLIP(
-          embed_dim=c.embed_dim,
-          image_size=c.image_size,
-          vision_patch_size=c.patch_size,
-          vision_width=c.vision_width,
-          vision_depth=c.vision_depth,
-          vision_heads=c.vision_heads,
-          vocab_size=c.vocab_size,
-          context_length=c.context_length,
-          text_width=c.text_width,
-          text_depth=c.text_depth,
-          text_heads=c.text_heads,
-      ),
+      generator=stylegan2.Generator(**fields_of(stylegan2.Generator, config.generator)),
+      clip=clip_lib.CLIP(**fields_of(clip_lib.CLIP, config.clip)),
       dino=dino_lib.dino_vit(
           patch_size=d.patch_size, width=d.width, depth=d.depth, num_heads=d.num_heads, mlp_dim=4 * d.width
       ).clone(pretrained_grid=d.pretrained_grid),
-      clip_image_size=c.image_size,
+      clip_image_size=config.clip.image_size,
       dino_short_side=d.short_side,
       dino_key_layer=d.key_layer,
       dino_cls_layer=d.cls_layer,

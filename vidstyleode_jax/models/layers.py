@@ -84,26 +84,17 @@ class EqualConv2d(nn.Module):
     return y
 
 
-def torch_uniform_init(key, shape, dtype=jnp.float32):
-  """PyTorch's default Linear/Conv init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)); fan_in = product of all but the last
-  axis of a [in, out] or [kh, kw, in, out] kernel."""
-  bound = 1.0 / math.sqrt(math.prod(shape[:-1]))
-  return jax.random.uniform(key, shape, dtype, -bound, bound)
+def torch_default_init(fan_in: int):
+  """PyTorch's default init of Linear/Conv weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  bound = 1.0 / math.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
 
 
-class TorchDense(nn.Module):
-  """A dense layer initialised like torch.nn.Linear (its bias bound also uses the kernel's fan_in)."""
-
-  features: int
-  use_bias: bool = True
-
-  @nn.compact
-  def __call__(self, x):
-    fan_in = x.shape[-1]
-    kernel = self.param("kernel", torch_uniform_init, (fan_in, self.features))
-    y = x @ kernel.astype(x.dtype)
-    if self.use_bias:
-      bound = 1.0 / math.sqrt(fan_in)
-      bias = self.param("bias", lambda k, s: jax.random.uniform(k, s, jnp.float32, -bound, bound), (self.features,))
-      y = y + bias.astype(x.dtype)
-    return y
+def torch_dense(features: int, in_features: int, name: str | None = None) -> nn.Dense:
+  """A dense layer with bias, initialised like torch.nn.Linear."""
+  init = torch_default_init(in_features)
+  return nn.Dense(features, kernel_init=init, bias_init=init, name=name)

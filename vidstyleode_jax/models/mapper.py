@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vidstyleode_jax.models.layers import TorchDense
+from vidstyleode_jax.models.layers import torch_dense
 
 LEAKY_SLOPE = 0.01
 LAYER_NORM_EPS = 1e-5
@@ -28,15 +28,15 @@ class ModulationModule(nn.Module):
   width: int
 
   def _affine_mlp(self, c, name):
-    c = TorchDense(self.width, name=f"{name}_fc1")(c)
+    c = torch_dense(self.width, c.shape[-1], name=f"{name}_fc1")(c)
     c = nn.LayerNorm(epsilon=LAYER_NORM_EPS, use_fast_variance=False, name=f"{name}_ln")(c)
     c = nn.leaky_relu(c, LEAKY_SLOPE)
-    return TorchDense(self.width, name=f"{name}_fc2")(c)
+    return torch_dense(self.width, self.width, name=f"{name}_fc2")(c)
 
   @nn.compact
   def __call__(self, x, condition):
     """x: [batch, layers, width]; condition: [batch, width]."""
-    x = TorchDense(self.width, name="fc")(x)
+    x = torch_dense(self.width, x.shape[-1], name="fc")(x)
     x = nn.LayerNorm(
         epsilon=LAYER_NORM_EPS, use_bias=False, use_scale=False, reduction_axes=(-2, -1), use_fast_variance=False
     )(x)

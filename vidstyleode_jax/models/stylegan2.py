@@ -118,27 +118,36 @@ class NoiseInjection(nn.Module):
 
 
 class StyledConv(nn.Module):
-  """Modulated 3x3 conv, constant noise, fused bias + leaky ReLU."""
+  """Modulated 3x3 conv, constant noise, fused bias + leaky ReLU, then an optional clamp to [-clamp, clamp]."""
 
   features: int
   upsample: bool = False
+  clamp: float | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, w: jax.Array, noise: jax.Array) -> jax.Array:
     """x: [batch, h, w, in]; w: [batch, style_dim]; noise: [1, h', w', 1] -> [batch, h', w', features]."""
     x = ModulatedConv2d(self.features, 3, upsample=self.upsample, name="conv")(x, w)
     x = NoiseInjection(name="noise")(x, noise)
-    return FusedLeakyReLU(name="activate")(x)
+    x = FusedLeakyReLU(name="activate")(x)
+    return x if self.clamp is None else jnp.clip(x, -self.clamp, self.clamp)
 
 
 class ToRGB(nn.Module):
-  """1x1 modulated conv to RGB without demodulation, plus bias, plus the 2x up-sampled previous image if given."""
+  """1x1 modulated conv to RGB without demodulation, plus bias, plus the 2x up-sampled previous image if given.
+
+  With `clamp` (StyleGAN2-ADA), conv + bias is clamped to [-clamp, clamp] before the previous image is added.
+  """
+
+  clamp: float | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, w: jax.Array, skip: jax.Array | None = None) -> jax.Array:
     """x: [batch, h, w, channels]; w: [batch, style_dim]; skip: [batch, h/2, w/2, 3] or None -> [batch, h, w, 3]."""
     rgb = ModulatedConv2d(3, 1, demodulate=False, name="conv")(x, w)
     rgb = rgb + self.param("bias", nn.initializers.zeros, (3,))
+    if self.clamp is not None:
+      rgb = jnp.clip(rgb, -self.clamp, self.clamp)
     if skip is not None:
       rgb = rgb + upfirdn2d(skip, BLUR_KERNEL, up=2, pad=(2, 1))
     return rgb
@@ -155,6 +164,9 @@ class Generator(nn.Module):
     channel_multiplier: rosinality's channel multiplier (2 for config-f).
     channel_divisor: every entry of the channel table is integer-divided by this, for small test and demo models.
     lr_mlp: learning-rate multiplier of the mapping layers (enters the forward pass through the equalised lr).
+    conv_clamp: None (rosinality), or StyleGAN2-ADA's conv_clamp (256 for StyleGAN-Human, checkpoints.md §2.3):
+      every styled conv's activation and every to-RGB output (before the skip sum) is clamped to [-conv_clamp,
+      conv_clamp].
 
   `Generator(...).init(key, w_plus)` creates every variable, the mapping layers included: "params" (weights) and
   "noise" (the constant noise maps, drawn N(0, 1) from the "params" PRNG stream). Synthesis is `apply(variables,
@@ -168,6 +180,7 @@ class Generator(nn.Module):
   channel_multiplier: int = 2
   channel_divisor: int = 1
   lr_mlp: float = 0.01
+  conv_clamp: float | None = None
 
   @property
   def log_resolution(self) -> int:
@@ -199,13 +212,15 @@ class Generator(nn.Module):
     self.constant_input = self.param(
         "input", nn.initializers.normal(1.0), (1, 4, 4 // self.aspect, self.channels(4))
     )
-    self.conv1 = StyledConv(self.channels(4))
-    self.to_rgb1 = ToRGB()
+    self.conv1 = StyledConv(self.channels(4), clamp=self.conv_clamp)
+    self.to_rgb1 = ToRGB(clamp=self.conv_clamp)
     block_sizes = [2**res for res in range(3, self.log_resolution + 1)]
     self.convs = [
-        StyledConv(self.channels(size), upsample=upsample) for size in block_sizes for upsample in (True, False)
+        StyledConv(self.channels(size), upsample=upsample, clamp=self.conv_clamp)
+        for size in block_sizes
+        for upsample in (True, False)
     ]
-    self.to_rgbs = [ToRGB() for _ in block_sizes]
+    self.to_rgbs = [ToRGB(clamp=self.conv_clamp) for _ in block_sizes]
     self.noises = [
         self.variable("noise", f"noise_{k}", lambda s: jax.random.normal(self.make_rng("params"), s), shape)
         for k, shape in enumerate(self.noise_shapes())

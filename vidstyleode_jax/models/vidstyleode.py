@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from vidstyleode_jax.models import dynamics as dynamics_lib
 from vidstyleode_jax.models import mapper as mapper_lib
 from vidstyleode_jax.models import modulation as modulation_lib
+from vidstyleode_jax.models.config_fields import fields_of
 
 
 class VidStyleODE(nn.Module):
@@ -65,27 +66,11 @@ class VidStyleODE(nn.Module):
 
 
 def build(config) -> VidStyleODE:
-  d, m, p = config.dynamics, config.modulation, config.mapper
   return VidStyleODE(
       dynamics=dynamics_lib.DynamicsEncoder(
-          base_channels=d.base_channels,
-          num_downsamples=d.num_downsamples,
-          spatial_channels=d.spatial_channels,
-          ode_hidden_channels=d.ode_hidden_channels,
-          token_dim=m.width,
-          rtol=d.rtol,
-          atol=d.atol,
-          max_steps=d.max_steps,
+          **fields_of(dynamics_lib.DynamicsEncoder, config.dynamics, token_dim=config.modulation.width)
       ),
-      modulation=modulation_lib.ModulationNetwork(
-          width=m.width,
-          num_heads=m.num_heads,
-          num_self_layers=m.num_self_layers,
-          num_cross_layers=m.num_cross_layers,
-          self_mlp_dim=m.self_mlp_dim,
-          cross_mlp_dim=m.cross_mlp_dim,
-          num_dynamics_tokens=m.num_dynamics_tokens,
-      ),
-      mapper=mapper_lib.StyleMapper(group_sizes=tuple(p.group_sizes), group_depths=tuple(p.group_depths)),
-      delta_scale=p.delta_scale,
+      modulation=modulation_lib.ModulationNetwork(**fields_of(modulation_lib.ModulationNetwork, config.modulation)),
+      mapper=mapper_lib.StyleMapper(**fields_of(mapper_lib.StyleMapper, config.mapper)),
+      delta_scale=config.mapper.delta_scale,
   )
