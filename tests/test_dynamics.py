@@ -145,7 +145,7 @@ def test_solve_ode_linear_matches_expm(case, precision):
   relative_error = np.max(np.abs(zs - exact).max(axis=(1, 2)) / np.abs(exact).max(axis=(1, 2)))
   print(f"{case} {precision}: max relative error {relative_error:.2e}, nfe {int(stats['nfe'])}")
   assert bool(stats["solve_ok"])
-  np.testing.assert_array_equal(zs[0], np.asarray(z0, zs.dtype) if precision == "float64" else np.float32(z0))
+  np.testing.assert_array_equal(zs[0], z0.astype(precision))
   assert relative_error < bound
 
 
@@ -248,8 +248,10 @@ def test_ode_func_float32_matches_float64(weight_scale):
 
 @pytest.fixture(scope="module")
 def tiny_model():
-  """A tiny DynamicsEncoder, its float32 parameters, a clip [2, 5, 16, 12, 3] with irregular times, and the
-  output of calling the model on that clip (all frames observed, queried at the first three times)."""
+  """(model, float32 params, frames [2, 5, 16, 12, 3], irregular ts [5], model outputs on that clip).
+
+  The outputs are those of __call__ with every frame observed and the first three times queried.
+  """
   frames, ts = random_clip(seed=0)
   model = DynamicsEncoder(**TINY)
   outputs, params = jax.jit(model.init_with_output)(
