@@ -2,8 +2,8 @@
 
 Every key is consumed: weights go to the "params" tree, `noises.noise_k` to the "noise" tree, and the stored
 blur / up-sampling FIR buffers are checked against the recomputed kernel (tolerance 0). An unknown key raises.
-The result is not checked for completeness here: compare its shapes with `jax.eval_shape` of the Generator's
-init for the configuration the checkpoint was made with.
+The result is not checked for completeness here: `port_weights.stylegan2` compares its shapes with `jax.eval_shape`
+of the Generator's init for the configuration it infers from the keys.
 """
 
 import re
@@ -17,11 +17,15 @@ _LAYER = r"(conv1|convs\.\d+|to_rgb1|to_rgbs\.\d+)"
 
 
 def _nchw_to_nhwc(array: np.ndarray) -> np.ndarray:
+  if array.ndim != 4:
+    raise ValueError("expected [1, channels, height, width]")
   return array.transpose(0, 2, 3, 1)
 
 
 def _modulated_kernel(array: np.ndarray) -> np.ndarray:
   """[1, out, in, k, k] -> HWIO [k, k, in, out]."""
+  if array.ndim != 5 or array.shape[0] != 1:
+    raise ValueError("expected [1, out, in, k, k]")
   return array[0].transpose(2, 3, 1, 0)
 
 
@@ -46,6 +50,49 @@ _RULES = (
 )
 
 
+def map_generator(state_dict: Mapping[str, Any]) -> tuple[dict, dict, list[str]]:
+  """Maps a rosinality generator state dict onto the Flax Generator's variable trees, keeping the key of each leaf.
+
+  Args:
+    state_dict: rosinality key -> tensor (torch tensor or numpy array), e.g. `torch.load(f)["g_ema"]`.
+
+  Returns:
+    trees: {"params": ..., "noise": ...}, nested dicts of float32 numpy arrays.
+    sources: (collection, *path) of every leaf -> (rosinality key, its shape), for error messages.
+    unknown: the keys that match no rule, in state-dict order.
+
+  Raises:
+    ValueError: naming the key and its shape, when an array cannot be converted (wrong rank) or a stored FIR
+      kernel differs from the recomputed one.
+  """
+  trees = {"params": {}, "noise": {}}
+  sources = {}
+  unknown = []
+  for key, value in state_dict.items():
+    if hasattr(value, "detach"):
+      value = value.detach().cpu().float().numpy()
+    array = np.asarray(value, dtype=np.float32)
+    for pattern, collection, path_of, convert in _RULES:
+      match = re.fullmatch(pattern, key)
+      if match is None:
+        continue
+      try:
+        converted = convert(array) if convert is not None else array
+      except ValueError as error:
+        raise ValueError(f"key {key!r} of shape {list(array.shape)}: {error}") from None
+      if collection is not None:
+        path = tuple(part.replace(".", "_") for part in path_of(match))
+        node = trees[collection]
+        for part in path[:-1]:
+          node = node.setdefault(part, {})
+        node[path[-1]] = converted
+        sources[(collection,) + path] = (key, tuple(array.shape))
+      break
+    else:
+      unknown.append(key)
+  return trees, sources, unknown
+
+
 def convert_generator(state_dict: Mapping[str, Any]) -> tuple[dict, dict]:
   """Maps a rosinality generator state dict onto the Flax Generator's variable trees.
 
@@ -56,27 +103,10 @@ def convert_generator(state_dict: Mapping[str, Any]) -> tuple[dict, dict]:
     (params, noise): nested dicts of float32 numpy arrays, for `{"params": params, "noise": noise}`.
 
   Raises:
-    ValueError: on a key that matches no rule, or a stored FIR kernel that differs from the recomputed one.
+    ValueError: on a key that matches no rule, an array of the wrong rank, or a stored FIR kernel that differs
+      from the recomputed one.
   """
-  trees = {"params": {}, "noise": {}}
-  unknown = []
-  for key, value in state_dict.items():
-    array = np.asarray(value, dtype=np.float32)
-    for pattern, collection, path_of, convert in _RULES:
-      match = re.fullmatch(pattern, key)
-      if match is None:
-        continue
-      if collection is None:
-        convert(array)
-        break
-      path = tuple(part.replace(".", "_") for part in path_of(match))
-      node = trees[collection]
-      for part in path[:-1]:
-        node = node.setdefault(part, {})
-      node[path[-1]] = convert(array) if convert is not None else array
-      break
-    else:
-      unknown.append(key)
+  trees, _, unknown = map_generator(state_dict)
   if unknown:
-    raise ValueError(f"unknown keys in the rosinality generator state dict: {sorted(unknown)}")
+    raise ValueError(f"unknown keys in the rosinality generator state dict: {unknown}")
   return trees["params"], trees["noise"]

@@ -70,7 +70,7 @@ def benchmark(config, steps):
   mesh = parallel.create_mesh()
   parallel.check_batch_size(config.data.batch_size, mesh)
   nets = inference.Networks.from_config(config)
-  frozen_vars = parallel.replicate(frozen_lib.init_random(nets.frozen, config, jax.random.key(1)), mesh)
+  frozen_vars = parallel.replicate(frozen_lib.load_or_init(nets.frozen, config, jax.random.key(1)), mesh)
   host_batch = random_batch(config, nets.frozen.generator.n_latent)
   state = parallel.replicate(train_step.init_state(nets, config, jax.random.key(0), host_batch), mesh)
   batch = parallel.global_batch(host_batch, mesh)

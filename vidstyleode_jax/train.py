@@ -36,16 +36,6 @@ flags.DEFINE_bool("progress", True, "Show a progress bar.")
 NUM_SAMPLE_VIDEOS = 4
 
 
-def frozen_variables(nets, config):
-  """Frozen network variables: random from the seed for the demo; ported weights otherwise."""
-  if config.generator.checkpoint or config.clip.checkpoint or config.dino.checkpoint:
-    raise NotImplementedError(
-        "loading ported weights (generator/clip/dino.checkpoint) arrives with the weight-porting CLI; "
-        "leave the checkpoint fields empty to train with random frozen networks"
-    )
-  return frozen_lib.init_random(nets.frozen, config, jax.random.key(config.seed + 1))
-
-
 @dataclasses.dataclass
 class Experiment:
   """Everything a training run is made of, before the loop starts."""
@@ -72,7 +62,8 @@ def setup(config, workdir, mesh=None):
   mesh = parallel.create_mesh() if mesh is None else mesh
   parallel.check_batch_size(config.data.batch_size, mesh)
   nets = inference.Networks.from_config(config)
-  frozen_vars = parallel.replicate(frozen_variables(nets, config), mesh)
+  frozen_vars = parallel.replicate(
+      frozen_lib.load_or_init(nets.frozen, config, jax.random.key(config.seed + 1)), mesh)
   datasets = sources.load(config, nets.frozen, frozen_vars, workdir)
   sampler = pipeline.ClipSampler(
       [datasets.train.frames.shape[1]] * len(datasets.train), batch_size=config.data.batch_size,

@@ -10,6 +10,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from vidstyleode_jax import ported
 from vidstyleode_jax.models import clip as clip_lib
 from vidstyleode_jax.models import dino as dino_lib
 from vidstyleode_jax.models import stylegan2
@@ -66,15 +67,55 @@ def build(config) -> FrozenNetworks:
   )
 
 
-def init_random(networks: FrozenNetworks, config, key):
-  """Random frozen variables (the demo); real runs load ported weights instead."""
-  k_gen, k_clip, k_dino = jax.random.split(key, 3)
-  g, c = config.generator, config.clip
+def _init_fns(networks: FrozenNetworks, config):
+  """Per frozen network: a function key -> its variables (random init at the config's sizes)."""
+  g, c, d = config.generator, config.clip, config.dino
   w_plus = jnp.zeros((1, networks.generator.n_latent, g.style_dim))
-  generator = networks.generator.init(k_gen, w_plus)
   image = jnp.zeros((1, c.image_size, c.image_size, 3))
   tokens = jnp.zeros((1, c.context_length), jnp.int32)
-  clip = networks.clip.init(k_clip, image, tokens)
-  dino_input = jnp.zeros((1, config.dino.short_side, config.dino.short_side, 3))
-  dino = networks.dino.init(k_dino, dino_input)
-  return dict(generator=generator, clip=clip, dino=dino)
+  dino_input = jnp.zeros((1, d.short_side, d.short_side, 3))
+  return dict(
+      generator=lambda key: networks.generator.init(key, w_plus),
+      clip=lambda key: networks.clip.init(key, image, tokens),
+      dino=lambda key: networks.dino.init(key, dino_input),
+  )
+
+
+PORTED_KINDS = dict(generator=("stylegan2", "stylegan2-ada"), clip=("clip",), dino=("dino",))
+
+
+def _load_ported(name, module, path, init_fn):
+  """Ported variables for one frozen network, checked against the config's module: fields, then every shape."""
+  architecture, variables = ported.load(path)
+  if architecture.get("kind") not in PORTED_KINDS[name]:
+    raise ported.PortedWeightsError(
+        f"{name}.checkpoint={path} holds kind {architecture.get('kind')!r}; expected one of {PORTED_KINDS[name]}"
+    )
+  for field, value in architecture.get("fields", {}).items():
+    configured = getattr(module, field, value)
+    if (tuple(configured) if isinstance(configured, list) else configured) != (
+        tuple(value) if isinstance(value, list) else value):
+      raise ported.PortedWeightsError(
+          f"{name}.checkpoint={path} was ported with {field}={value!r} but the config builds {field}={configured!r}"
+      )
+  expected = jax.eval_shape(init_fn, jax.random.key(0))
+  variables = {collection: variables[collection] for collection in expected if collection in variables}
+  expected_shapes = jax.tree.map(lambda x: x.shape, expected)
+  found_shapes = jax.tree.map(lambda x: x.shape, variables)
+  if expected_shapes != found_shapes:
+    raise ported.PortedWeightsError(
+        f"{name}.checkpoint={path}: its variables do not have the shapes the config's {name} needs"
+    )
+  return variables
+
+
+def load_or_init(networks: FrozenNetworks, config, key):
+  """Frozen variables: ported weights where config.<name>.checkpoint is set, random from `key` otherwise (demo)."""
+  init_fns = _init_fns(networks, config)
+  modules = dict(generator=networks.generator, clip=networks.clip, dino=networks.dino)
+  keys = dict(zip(init_fns, jax.random.split(key, len(init_fns))))
+  return {
+      name: _load_ported(name, modules[name], config[name].checkpoint, init_fn)
+      if config[name].checkpoint else init_fn(keys[name])
+      for name, init_fn in init_fns.items()
+  }

@@ -1,0 +1,99 @@
+"""`python -m port_weights KIND SRC DST [options]`: converts a published checkpoint into a ported-weights folder.
+
+Each KIND is a module of this package exposing `DESCRIPTION`, `add_arguments(parser)` and `port(src, args) ->
+output.Ported`. Only the chosen kind's module is imported, so a kind whose module or dependencies are missing
+fails on its own with "kind ... is not available". DST is written atomically (output.write): on any error it is not
+created.
+"""
+
+import argparse
+import importlib
+import math
+import os
+import sys
+from types import ModuleType
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from port_weights import output
+
+# KIND -> (module implementing it, one-line summary for the top-level help).
+KINDS = {
+    "stylegan2": ("port_weights.stylegan2", "rosinality StyleGAN2 .pt (g_ema, latent_avg)"),
+    "stylegan2-ada": ("port_weights.stylegan2_ada", "NVlabs StyleGAN2-ADA / StyleGAN-Human network pickle"),
+    "clip": ("port_weights.clip", "OpenAI CLIP .pt (TorchScript or state dict) or a Hugging Face CLIP folder"),
+    "dino": ("port_weights.dino", "facebookresearch DINO .pth or a Hugging Face ViT folder"),
+}
+
+
+def import_kind(kind: str) -> ModuleType:
+  """The module implementing `kind`; PortError if it (or a dependency) cannot be imported."""
+  module_name = KINDS[kind][0]
+  try:
+    return importlib.import_module(module_name)
+  except ImportError as error:
+    raise output.PortError(f"kind {kind!r} is not available: cannot import {module_name} ({error})") from None
+
+
+def build_parser(kind_module: tuple[str, ModuleType] | None = None) -> argparse.ArgumentParser:
+  """The CLI parser; the options of `kind_module` = (kind, module) are added to that kind's sub-parser."""
+  parser = argparse.ArgumentParser(
+      prog="python -m port_weights",
+      description="Convert a pretrained PyTorch checkpoint into a folder loadable by vidstyleode_jax.ported.load.",
+  )
+  subparsers = parser.add_subparsers(dest="kind", metavar="KIND", required=True,
+                                     help="one of: " + ", ".join(KINDS))
+  for kind, (_, summary) in KINDS.items():
+    description = summary
+    if kind_module is not None and kind_module[0] == kind:
+      description = kind_module[1].DESCRIPTION
+    subparser = subparsers.add_parser(kind, help=summary, description=description)
+    subparser.add_argument("src", metavar="SRC", help="the checkpoint file (or folder) to read")
+    subparser.add_argument("dst", metavar="DST", help="the folder to create; must not exist")
+    if kind_module is not None and kind_module[0] == kind:
+      kind_module[1].add_arguments(subparser)
+  return parser
+
+
+def summary(ported: output.Ported, src: str, dst: str) -> str:
+  """A few lines: what was detected and how many numbers each variable collection holds."""
+  architecture = ported.architecture
+  lines = [f"ported {architecture['kind']} {src} -> {dst}", f"  module: {architecture['module']}"]
+  lines += [f"  {key}: {value}" for key, value in architecture.items() if key not in ("kind", "module")]
+  for collection, tree in ported.variables.items():
+    leaves = jax.tree.leaves(tree)
+    lines.append(f"  {collection}: {sum(math.prod(np.shape(leaf)) for leaf in leaves):,} numbers in "
+                 f"{len(leaves)} arrays")
+  if ported.extra_files:
+    lines.append(f"  extra files: {sorted(ported.extra_files)}")
+  return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs the CLI; returns the exit status (argparse usage errors exit with status 2 via SystemExit)."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  kind = argv[0] if argv and argv[0] in KINDS else None
+  try:
+    kind_module = (kind, import_kind(kind)) if kind is not None else None
+  except output.PortError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+  args = build_parser(kind_module).parse_args(argv)
+  try:
+    if not os.path.exists(args.src):
+      raise output.PortError(f"{args.src}: no such file or directory")
+    if os.path.exists(args.dst):
+      raise output.PortError(f"{args.dst}: destination already exists; remove it or choose another DST")
+    ported = kind_module[1].port(args.src, args)
+    output.write(ported, args.src, args.dst)
+  except output.PortError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+  print(summary(ported, args.src, args.dst))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
