@@ -1,20 +1,27 @@
-"""Hugging Face PyTorch `CLIPModel` / `ViTModel` state dicts -> Flax params of models/clip.py and models/vit.py.
+"""PyTorch CLIP / ViT state dicts -> Flax params of models/clip.py and models/vit.py.
 
-Linear weights are transposed to [in, out] kernels, the patch conv goes OIHW -> HWIO, LayerNorm weight -> scale,
-and the CLS / position tables lose their leading singleton axes. Every key must be consumed; only the entries of
-`IGNORED` may be left over. Hyper-parameters (heads, eps, ...) are not read here: they are module fields.
+The reading machinery here is shared by the Hugging Face layouts (this module), the OpenAI CLIP layout
+(port_weights/clip.py) and the facebookresearch DINO layout (port_weights/dino.py). Linear weights are transposed to
+[in, out] kernels, the patch conv goes OIHW -> HWIO, LayerNorm weight -> scale, fused q/k/v rows are split into
+thirds, and the CLS / position tables lose their leading singleton axes.
+
+A converter reads each key through a `KeyReader`, which returns a `Leaf` that remembers the key, its stored shape and
+how a Flax shape maps back to a stored shape. `KeyReader.finish` then requires every key to be consumed (only the
+reader's `ignored` patterns may be left over) and, given the shapes of `jax.eval_shape` of the module's init, every
+shape to match; its errors name the stored key with the expected and found stored shapes.
 """
 
+import dataclasses
+import os
 import re
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import safetensors.numpy
+import torch
+from flax import traverse_util
 
-IGNORED = (
-    re.compile(r".*position_ids$"),
-    re.compile(r"^logit_scale$"),
-    re.compile(r"^pooler\."),
-)
+HF_IGNORED = (r".*position_ids$", r"^logit_scale$", r"^pooler\.")
 
 CLIP_BLOCK_NAMES = {
     "ln_1": "layer_norm1",
@@ -38,111 +45,242 @@ VIT_BLOCK_NAMES = {
     "fc2": "output.dense",
 }
 
+QKV_NAMES = ("query", "key", "value")
 
-def _to_numpy(value: Any) -> np.ndarray:
+
+class ConversionError(KeyError):
+  """A state dict that does not fit the module: missing, unexpected or misshapen keys."""
+
+  def __str__(self) -> str:
+    return str(self.args[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+  """How a stored array becomes a Flax array, and which stored shape a given Flax shape needs."""
+
+  forward: Callable[[np.ndarray], np.ndarray]
+  stored_shape: Callable[[tuple[int, ...]], tuple[int, ...]]
+
+
+COPY = Transform(lambda array: array, lambda shape: shape)
+TRANSPOSE = Transform(np.transpose, lambda shape: tuple(reversed(shape)))
+OIHW_TO_HWIO = Transform(
+    lambda array: array.transpose(2, 3, 1, 0), lambda shape: (shape[3], shape[2], shape[0], shape[1])
+)
+
+
+def squeeze_leading(count: int) -> Transform:
+  """Drops `count` leading singleton axes, e.g. DINO's cls_token [1, 1, D] -> [D]; other shapes pass unchanged."""
+
+  def forward(array):
+    return array.reshape(array.shape[count:]) if array.shape[:count] == (1,) * count else array
+
+  return Transform(forward, lambda shape: (1,) * count + shape)
+
+
+def qkv_kernel(part: int) -> Transform:
+  """Rows part*D ... (part+1)*D of a fused [3D, D] q/k/v weight (order q, k, v), as a [D, D] kernel."""
+
+  def forward(array):
+    rows = array.shape[0] // 3
+    return array[part * rows:(part + 1) * rows].T
+
+  return Transform(forward, lambda shape: (3 * shape[1], shape[0]))
+
+
+def qkv_bias(part: int) -> Transform:
+  """Entries part*D ... (part+1)*D of a fused [3D] q/k/v bias."""
+
+  def forward(array):
+    rows = array.shape[0] // 3
+    return array[part * rows:(part + 1) * rows]
+
+  return Transform(forward, lambda shape: (3 * shape[0],))
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+  """A converted array (None when its key is missing) and where it came from."""
+
+  value: np.ndarray | None
+  key: str
+  stored_shape: tuple[int, ...] | None
+  transform: Transform
+
+
+def to_float32(value: Any) -> np.ndarray:
+  """A torch tensor or array (float16 included) -> float32 NumPy array."""
   if hasattr(value, "detach"):
     value = value.detach().cpu().float().numpy()
   return np.asarray(value, dtype=np.float32)
 
 
-class _KeyReader:
-  """Hands out state-dict entries as float32 NumPy arrays and reports what was never read."""
+def load_hf_weights(folder: str) -> dict:
+  """The state dict of a Hugging Face model folder: model.safetensors, else pytorch_model.bin (weights only)."""
+  safetensors_path = os.path.join(folder, "model.safetensors")
+  if os.path.exists(safetensors_path):
+    return dict(safetensors.numpy.load_file(safetensors_path))
+  bin_path = os.path.join(folder, "pytorch_model.bin")
+  if os.path.exists(bin_path):
+    return dict(torch.load(bin_path, map_location="cpu", weights_only=True))
+  raise ConversionError(f"neither model.safetensors nor pytorch_model.bin in {folder}")
 
-  def __init__(self, state_dict: Mapping[str, Any]):
+
+def stored_shape(state_dict: Mapping[str, Any], key: str, needed_for: str) -> tuple[int, ...]:
+  """The shape of one entry, used to infer the architecture; a missing key is a ConversionError."""
+  if key not in state_dict:
+    raise ConversionError(f"no key {key!r}, needed to infer the {needed_for}")
+  return tuple(state_dict[key].shape)
+
+
+def layer_count(state_dict: Mapping[str, Any], prefix: str) -> int:
+  """The number of layers `{prefix}{i}.`; they must be numbered 0 ... n-1."""
+  pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+  indices = {int(match.group(1)) for key in state_dict if (match := pattern.match(key))}
+  if indices != set(range(len(indices))):
+    raise ConversionError(f"layers under {prefix!r} are not numbered 0..n-1: {sorted(indices)}")
+  return len(indices)
+
+
+class KeyReader:
+  """Hands out state-dict entries as `Leaf`s and checks, at the end, what was missing, left over or misshapen."""
+
+  def __init__(self, state_dict: Mapping[str, Any], ignored: Sequence[str] = ()):
     self._state_dict = state_dict
+    self._ignored = [re.compile(pattern) for pattern in ignored]
     self._unread = set(state_dict)
+    self._missing = []
 
-  def __call__(self, key: str) -> np.ndarray:
+  def __call__(self, key: str, transform: Transform = COPY) -> Leaf:
     if key not in self._state_dict:
-      raise KeyError(f"state dict has no key {key!r}")
+      self._missing.append(key)
+      return Leaf(None, key, None, transform)
     self._unread.discard(key)
-    return _to_numpy(self._state_dict[key])
+    array = to_float32(self._state_dict[key])
+    return Leaf(transform.forward(array), key, array.shape, transform)
 
   def layer_count(self, prefix: str) -> int:
-    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
-    indices = {int(m.group(1)) for key in self._state_dict if (m := pattern.match(key))}
-    if indices != set(range(len(indices))):
-      raise KeyError(f"layers under {prefix!r} are not numbered 0..n-1: {sorted(indices)}")
-    return len(indices)
+    return layer_count(self._state_dict, prefix)
 
-  def check_all_read(self):
-    unread = sorted(key for key in self._unread if not any(p.match(key) for p in IGNORED))
-    if unread:
-      raise KeyError(f"state dict keys not converted: {unread}")
+  def finish(self, tree: dict, expected: dict | None = None) -> dict:
+    """Checks the keys (and, given `expected`, the shapes) and returns the params as float32 NumPy arrays.
+
+    Args:
+      tree: nested dict of `Leaf`s, as built by a converter.
+      expected: nested dict of arrays or `jax.ShapeDtypeStruct`s with the module's parameter shapes, e.g.
+        `jax.eval_shape(module.init, ...)["params"]`; None checks the keys only.
+
+    Raises:
+      ConversionError: keys missing or left over; the converted tree has other parameters than `expected`; a stored
+        shape differs from the one the module needs (the message names the key, the expected and the found shape).
+    """
+    unexpected = sorted(key for key in self._unread if not any(p.match(key) for p in self._ignored))
+    if self._missing or unexpected:
+      raise ConversionError(f"missing keys: {self._missing}; unexpected keys: {unexpected}")
+    leaves = traverse_util.flatten_dict(tree, sep="/")
+    if expected is not None:
+      flat_expected = traverse_util.flatten_dict(expected, sep="/")
+      expected_shapes = {path: tuple(value.shape) for path, value in flat_expected.items()}
+      not_produced, extra = sorted(set(expected_shapes) - set(leaves)), sorted(set(leaves) - set(expected_shapes))
+      if not_produced or extra:
+        raise ConversionError(
+            f"the converted parameters differ from the module's: not produced {not_produced}, not in the module {extra}"
+        )
+      wrong = [path for path, leaf in leaves.items() if leaf.value.shape != expected_shapes[path]]
+      if wrong:
+        leaf = leaves[wrong[0]]
+        others = f"; {len(wrong) - 1} more parameters have the wrong shape" if len(wrong) > 1 else ""
+        raise ConversionError(
+            f"key {leaf.key!r}: expected shape {leaf.transform.stored_shape(expected_shapes[wrong[0]])}, found "
+            f"{leaf.stored_shape} (parameter {wrong[0]}){others}"
+        )
+    params = {path: np.ascontiguousarray(leaf.value) for path, leaf in leaves.items()}
+    return traverse_util.unflatten_dict(params, sep="/")
 
 
-def _dense(read: Callable[[str], np.ndarray], name: str, use_bias: bool = True) -> dict[str, np.ndarray]:
-  params = {"kernel": read(name + ".weight").T}
+def dense(read: KeyReader, name: str, use_bias: bool = True) -> dict[str, Leaf]:
+  params = {"kernel": read(name + ".weight", TRANSPOSE)}
   if use_bias:
     params["bias"] = read(name + ".bias")
   return params
 
 
-def _layer_norm(read: Callable[[str], np.ndarray], name: str) -> dict[str, np.ndarray]:
+def layer_norm(read: KeyReader, name: str) -> dict[str, Leaf]:
   return {"scale": read(name + ".weight"), "bias": read(name + ".bias")}
 
 
-def _patch_conv(read: Callable[[str], np.ndarray], name: str, use_bias: bool) -> dict[str, np.ndarray]:
-  params = {"kernel": read(name + ".weight").transpose(2, 3, 1, 0)}
+def patch_conv(read: KeyReader, name: str, use_bias: bool) -> dict[str, Leaf]:
+  params = {"kernel": read(name + ".weight", OIHW_TO_HWIO)}
   if use_bias:
     params["bias"] = read(name + ".bias")
   return params
 
 
-def _blocks(read: _KeyReader, prefix: str, names: Mapping[str, str]) -> dict[str, Any]:
-  """`blocks_{i}` params from layers `{prefix}{i}.{names[...]}`."""
-  blocks = {}
+def blocks(read: KeyReader, prefix: str, names: Mapping[str, Any]) -> dict[str, Any]:
+  """`blocks_{i}` params of models/vit.py from layers `{prefix}{i}.{names[...]}`.
+
+  `names` maps ln_1, out, ln_2, fc1, fc2 to module names, and either query, key, value to module names or `qkv` to
+  the (weight key, bias key) pair of a fused [3D, D] projection.
+  """
+  result = {}
   for index in range(read.layer_count(prefix)):
     layer = f"{prefix}{index}."
-    blocks[f"blocks_{index}"] = {
-        "ln_1": _layer_norm(read, layer + names["ln_1"]),
-        "attn": {name: _dense(read, layer + names[name]) for name in ("query", "key", "value", "out")},
-        "ln_2": _layer_norm(read, layer + names["ln_2"]),
-        "mlp": {name: _dense(read, layer + names[name]) for name in ("fc1", "fc2")},
+    if "qkv" in names:
+      weight, bias = names["qkv"]
+      attn = {
+          name: {"kernel": read(layer + weight, qkv_kernel(part)), "bias": read(layer + bias, qkv_bias(part))}
+          for part, name in enumerate(QKV_NAMES)
+      }
+    else:
+      attn = {name: dense(read, layer + names[name]) for name in QKV_NAMES}
+    attn["out"] = dense(read, layer + names["out"])
+    result[f"blocks_{index}"] = {
+        "ln_1": layer_norm(read, layer + names["ln_1"]),
+        "attn": attn,
+        "ln_2": layer_norm(read, layer + names["ln_2"]),
+        "mlp": {name: dense(read, layer + names[name]) for name in ("fc1", "fc2")},
     }
-  return blocks
+  return result
 
 
-def convert_hf_clip(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-  """HF `CLIPModel.state_dict()` -> params of `models.clip.CLIP`."""
-  read = _KeyReader(state_dict)
+def convert_hf_clip(state_dict: Mapping[str, Any], expected: dict | None = None) -> dict[str, Any]:
+  """HF `CLIPModel.state_dict()` -> params of `models.clip.CLIP` (`expected`: see `KeyReader.finish`)."""
+  read = KeyReader(state_dict, HF_IGNORED)
   vision = "vision_model."
   text = "text_model."
-  params = {
+  tree = {
       "visual": {
-          "patch_embed": _patch_conv(read, vision + "embeddings.patch_embedding", use_bias=False),
+          "patch_embed": patch_conv(read, vision + "embeddings.patch_embedding", use_bias=False),
           "cls_token": read(vision + "embeddings.class_embedding"),
           "pos_embed": read(vision + "embeddings.position_embedding.weight"),
-          "ln_pre": _layer_norm(read, vision + "pre_layrnorm"),
-          **_blocks(read, vision + "encoder.layers.", CLIP_BLOCK_NAMES),
-          "ln_post": _layer_norm(read, vision + "post_layernorm"),
+          "ln_pre": layer_norm(read, vision + "pre_layrnorm"),
+          **blocks(read, vision + "encoder.layers.", CLIP_BLOCK_NAMES),
+          "ln_post": layer_norm(read, vision + "post_layernorm"),
       },
-      "visual_projection": _dense(read, "visual_projection", use_bias=False),
+      "visual_projection": dense(read, "visual_projection", use_bias=False),
       "text": {
           "token_embedding": {"embedding": read(text + "embeddings.token_embedding.weight")},
           "pos_embed": read(text + "embeddings.position_embedding.weight"),
-          **_blocks(read, text + "encoder.layers.", CLIP_BLOCK_NAMES),
-          "ln_final": _layer_norm(read, text + "final_layer_norm"),
+          **blocks(read, text + "encoder.layers.", CLIP_BLOCK_NAMES),
+          "ln_final": layer_norm(read, text + "final_layer_norm"),
       },
-      "text_projection": _dense(read, "text_projection", use_bias=False),
+      "text_projection": dense(read, "text_projection", use_bias=False),
   }
-  read.check_all_read()
-  return params
+  return read.finish(tree, expected)
 
 
-def convert_hf_vit(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+def convert_hf_vit(state_dict: Mapping[str, Any], expected: dict | None = None) -> dict[str, Any]:
   """HF `ViTModel(add_pooling_layer=False).state_dict()` (e.g. facebook/dino-*) -> `models.vit.VisionTransformer`.
 
   The HF DINO configs say layer_norm_eps 1e-12; the module must use DINO's 1e-6 (checkpoints.md §5.3).
   """
-  read = _KeyReader(state_dict)
-  width = read("embeddings.cls_token").shape[-1]
-  params = {
-      "patch_embed": _patch_conv(read, "embeddings.patch_embeddings.projection", use_bias=True),
-      "cls_token": read("embeddings.cls_token").reshape(width),
-      "pos_embed": read("embeddings.position_embeddings").reshape(-1, width),
-      **_blocks(read, "encoder.layer.", VIT_BLOCK_NAMES),
-      "ln_post": _layer_norm(read, "layernorm"),
+  read = KeyReader(state_dict, HF_IGNORED)
+  tree = {
+      "patch_embed": patch_conv(read, "embeddings.patch_embeddings.projection", use_bias=True),
+      "cls_token": read("embeddings.cls_token", squeeze_leading(2)),
+      "pos_embed": read("embeddings.position_embeddings", squeeze_leading(1)),
+      **blocks(read, "encoder.layer.", VIT_BLOCK_NAMES),
+      "ln_post": layer_norm(read, "layernorm"),
   }
-  read.check_all_read()
-  return params
+  return read.finish(tree, expected)

@@ -12,9 +12,17 @@ DINO_PRETRAINED_SIZE = 224
 
 
 def dino_vit(
-    patch_size: int = 16, width: int = 768, depth: int = 12, num_heads: int = 12, mlp_dim: int = 3072
+    patch_size: int = 16,
+    width: int = 768,
+    depth: int = 12,
+    num_heads: int = 12,
+    mlp_dim: int = 3072,
+    pretrained_grid: int | None = None,
 ) -> vit.VisionTransformer:
-  """A DINO ViT (defaults: ViT-B/16): eps 1e-6, exact GELU, patch bias, no ln_pre, DINO position interpolation."""
+  """A DINO ViT (defaults: ViT-B/16): eps 1e-6, exact GELU, patch bias, no ln_pre, DINO position interpolation.
+
+  pretrained_grid: side of the stored position table; default 224 // patch_size, as DINO's released weights.
+  """
   return vit.VisionTransformer(
       patch_size=patch_size,
       width=width,
@@ -25,7 +33,7 @@ def dino_vit(
       activation="gelu",
       patch_bias=True,
       pre_norm=False,
-      pretrained_grid=DINO_PRETRAINED_SIZE // patch_size,
+      pretrained_grid=pretrained_grid or DINO_PRETRAINED_SIZE // patch_size,
       pos_interpolation="dino",
   )
 

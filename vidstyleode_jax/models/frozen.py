@@ -58,8 +58,9 @@ def build(config) -> FrozenNetworks:
       generator=stylegan2.Generator(**fields_of(stylegan2.Generator, config.generator)),
       clip=clip_lib.CLIP(**fields_of(clip_lib.CLIP, config.clip)),
       dino=dino_lib.dino_vit(
-          patch_size=d.patch_size, width=d.width, depth=d.depth, num_heads=d.num_heads, mlp_dim=4 * d.width
-      ).clone(pretrained_grid=d.pretrained_grid),
+          patch_size=d.patch_size, width=d.width, depth=d.depth, num_heads=d.num_heads, mlp_dim=4 * d.width,
+          pretrained_grid=d.pretrained_grid,
+      ),
       clip_image_size=config.clip.image_size,
       dino_short_side=d.short_side,
       dino_key_layer=d.key_layer,
