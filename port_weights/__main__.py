@@ -23,6 +23,7 @@ from port_weights import output
 KINDS = {
     "stylegan2": ("port_weights.stylegan2", "rosinality StyleGAN2 .pt (g_ema, latent_avg)"),
     "stylegan2-ada": ("port_weights.stylegan2_ada", "NVlabs StyleGAN2-ADA / StyleGAN-Human network pickle"),
+    "psp": ("port_weights.psp", "pixel2style2pixel .pt (GradualStyleEncoder IR-SE50 encoder, decoder, latent_avg)"),
     "clip": ("port_weights.clip", "OpenAI CLIP .pt (TorchScript or state dict) or a Hugging Face CLIP folder"),
     "dino": ("port_weights.dino", "facebookresearch DINO .pth or a Hugging Face ViT folder"),
 }

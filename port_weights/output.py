@@ -144,3 +144,10 @@ def write(ported: Ported, src: str, dst: str) -> None:
   except BaseException:
     shutil.rmtree(staging, ignore_errors=True)
     raise
+
+
+def insert(tree: dict, path, value) -> None:
+  """tree[path[0]]...[path[-1]] = value, creating the nested dicts on the way."""
+  for part in path[:-1]:
+    tree = tree.setdefault(part, {})
+  tree[path[-1]] = value

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from port_weights import output
 from vidstyleode_jax.models.stylegan2 import BLUR_KERNEL
 
 _LAYER = r"(conv1|convs\.\d+|to_rgb1|to_rgbs\.\d+)"
@@ -82,10 +83,7 @@ def map_generator(state_dict: Mapping[str, Any]) -> tuple[dict, dict, list[str]]
         raise ValueError(f"key {key!r} of shape {list(array.shape)}: {error}") from None
       if collection is not None:
         path = tuple(part.replace(".", "_") for part in path_of(match))
-        node = trees[collection]
-        for part in path[:-1]:
-          node = node.setdefault(part, {})
-        node[path[-1]] = converted
+        output.insert(trees[collection], path, converted)
         sources[(collection,) + path] = (key, tuple(array.shape))
       break
     else:
