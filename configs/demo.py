@@ -17,6 +17,7 @@ from vidstyleode_jax import schedules
 def get_config():
   c = ml_collections.ConfigDict()
   c.seed = 907
+  c.frozen_compute_dtype = "float32"  # or "bfloat16": generator, CLIP and DINO compute (params stay float32)
 
   c.data = dict(
       kind="synthetic",
@@ -39,6 +40,7 @@ def get_config():
       n_mlp=2,
       channel_multiplier=2,
       channel_divisor=32,
+      remat=False,  # recompute generator activations in the backward pass
   )
   c.clip = dict(
       checkpoint="",

@@ -21,6 +21,7 @@ PORTED = "ported"  # the default folder that `python -m port_weights` writes to
 def get_config():
   c = ml_collections.ConfigDict()
   c.seed = 907
+  c.frozen_compute_dtype = "float32"  # or "bfloat16": generator, CLIP and DINO compute (params stay float32)
   c.data = dict(
       kind="prepared",
       dataset_dir="data/fashion",
@@ -40,6 +41,7 @@ def get_config():
       n_mlp=8,
       channel_multiplier=2,
       channel_divisor=1,
+      remat=False,  # recompute generator activations in the backward pass
   )
   c.clip = dict(
       checkpoint=f"{PORTED}/clip_vit_b32",

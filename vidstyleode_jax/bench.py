@@ -27,6 +27,7 @@ from vidstyleode_jax.models import frozen as frozen_lib
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
 flags.DEFINE_integer("steps", 10, "Timed steps (after one compile-and-warm-up step).")
 flags.DEFINE_bool("random_weights", False, "Ignore checkpoint and dataset paths; use random weights.")
+flags.DEFINE_bool("compile_only", False, "Stop after compiling: XLA's cost and memory analysis, no timed steps.")
 
 GIB = 2.0**30
 
@@ -64,8 +65,27 @@ def peak_memory_bytes():
   return "process peak RSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def benchmark(config, steps):
-  """Compiles and times the train step; returns a dict of figures."""
+def analysis(compiled):
+  """XLA's cost and memory analysis of a compiled program, as figures."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  figures = {
+      "xla_flops_per_step": float(cost.get("flops", float("nan"))),
+      "xla_bytes_accessed_per_step": float(cost.get("bytes accessed", float("nan"))),
+  }
+  memory = compiled.memory_analysis()
+  if memory is not None:
+    figures.update({
+        "xla_argument_GiB": memory.argument_size_in_bytes / GIB,
+        "xla_output_GiB": memory.output_size_in_bytes / GIB,
+        "xla_temp_GiB": memory.temp_size_in_bytes / GIB,
+        "xla_generated_code_GiB": memory.generated_code_size_in_bytes / GIB,
+    })
+  return figures
+
+
+def benchmark(config, steps, compile_only=False):
+  """Compiles and (unless compile_only) times the train step; returns a dict of figures."""
   config_validation.validate(config)
   mesh = parallel.create_mesh()
   parallel.check_batch_size(config.data.batch_size, mesh)
@@ -79,6 +99,15 @@ def benchmark(config, steps):
   start = time.perf_counter()
   compiled = step_fn.lower(state, frozen_vars, batch).compile()
   compile_seconds = time.perf_counter() - start
+  figures = {
+      "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+      "batch_size": config.data.batch_size,
+      "frozen_compute_dtype": config.frozen_compute_dtype,
+      "remat_generator": str(config.generator.remat),
+      "compile_s": compile_seconds,
+  }
+  if compile_only:
+    return figures | analysis(compiled)
   state, metrics = compiled(state, frozen_vars, batch)
   jax.block_until_ready(metrics)
 
@@ -89,30 +118,15 @@ def benchmark(config, steps):
     nfes.append(float(jax.block_until_ready(metrics)["ode/nfe"]))
     times.append(time.perf_counter() - start)
 
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  memory = compiled.memory_analysis()
   memory_source, peak = peak_memory_bytes()
   step_time = float(np.median(times))
-  figures = {
-      "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
-      "batch_size": config.data.batch_size,
-      "compile_s": compile_seconds,
+  figures.update({
       "median_step_s": step_time,
       "clips_per_s": config.data.batch_size / step_time,
       "ode_nfe_per_step": float(np.mean(nfes)),
       f"peak_memory_GiB ({memory_source})": peak / GIB,
-      "xla_flops_per_step": float(cost.get("flops", float("nan"))),
-      "xla_bytes_accessed_per_step": float(cost.get("bytes accessed", float("nan"))),
-  }
-  if memory is not None:
-    figures.update({
-        "xla_argument_GiB": memory.argument_size_in_bytes / GIB,
-        "xla_output_GiB": memory.output_size_in_bytes / GIB,
-        "xla_temp_GiB": memory.temp_size_in_bytes / GIB,
-        "xla_generated_code_GiB": memory.generated_code_size_in_bytes / GIB,
-    })
-  return figures
+  })
+  return figures | analysis(compiled)
 
 
 def main(argv):
@@ -120,7 +134,7 @@ def main(argv):
   config = flags.FLAGS.config
   if flags.FLAGS.random_weights:
     config = without_paths(config)
-  for name, value in benchmark(config, flags.FLAGS.steps).items():
+  for name, value in benchmark(config, flags.FLAGS.steps, flags.FLAGS.compile_only).items():
     print(f"{name:40s} {value:.4g}" if isinstance(value, float) else f"{name:40s} {value}")
 
 

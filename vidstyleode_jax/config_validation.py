@@ -75,6 +75,10 @@ def validate(config):
       clip.image_size % clip.vision_patch_size == 0,
       f"clip.image_size={clip.image_size} is not divisible by clip.vision_patch_size={clip.vision_patch_size}",
   )
+  _require(
+      config.frozen_compute_dtype in ("float32", "bfloat16"),
+      f"frozen_compute_dtype={config.frozen_compute_dtype!r} must be 'float32' or 'bfloat16'",
+  )
   _require(loss.clip_frames >= 2, f"loss.clip_frames={loss.clip_frames} must be at least 2")
   for name in ("rec", "latent", "vgg", "directional", "consistency"):
     schedules.validate(f"loss.{name}", loss[name])

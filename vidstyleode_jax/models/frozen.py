@@ -27,10 +27,21 @@ class FrozenNetworks:
   dino_short_side: int
   dino_key_layer: int
   dino_cls_layer: int
+  compute_dtype: str = "float32"
+  remat_generator: bool = False
+
+  def _cast(self, tree):
+    """Floating arrays of `tree` in the compute dtype (a no-op for float32); the stored params stay float32."""
+    dtype = jnp.dtype(self.compute_dtype)
+    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
   def render(self, variables, w_plus):
-    """w_plus: [n, n_latent, style_dim] -> images [n, H_G, W_G, 3] in about [-1, 1]."""
-    return self.generator.apply(variables["generator"], w_plus)
+    """w_plus: [n, n_latent, style_dim] -> images [n, H_G, W_G, 3] float32 in about [-1, 1].
+
+    With remat_generator the backward pass recomputes the generator's activations instead of storing them.
+    """
+    apply = jax.checkpoint(self.generator.apply) if self.remat_generator else self.generator.apply
+    return apply(*self._cast((variables["generator"], w_plus))).astype(jnp.float32)
 
   def mapping(self, variables, z):
     return self.generator.apply(variables["generator"], z, method=stylegan2.Generator.mapping)
@@ -38,18 +49,20 @@ class FrozenNetworks:
   def clip_image(self, variables, images_m11):
     """images_m11: [n, H, W, 3] in [-1, 1] -> raw CLIP image embeddings [n, embed]."""
     pixels = clip_lib.clip_preprocess(images_m11, self.clip_image_size)
-    return self.clip.apply(variables["clip"], pixels, method=clip_lib.CLIP.encode_image)
+    embeddings = self.clip.apply(*self._cast((variables["clip"], pixels)), method=clip_lib.CLIP.encode_image)
+    return embeddings.astype(jnp.float32)
 
   def clip_text(self, variables, tokens):
     """tokens: [n, context] int32 -> raw CLIP text embeddings [n, embed]."""
-    return self.clip.apply(variables["clip"], tokens, method=clip_lib.CLIP.encode_text)
+    return self.clip.apply(self._cast(variables["clip"]), tokens, method=clip_lib.CLIP.encode_text).astype(jnp.float32)
 
   def dino_features(self, variables, images01):
     """images01: [n, H, W, 3] in [0, 1] -> dict(self_similarity [n, T, T], cls [n, width])."""
-    return dino_lib.dino_descriptors(
-        self.dino, variables["dino"]["params"], images01, self.dino_short_side, self.dino_key_layer,
-        self.dino_cls_layer,
+    params, images = self._cast((variables["dino"]["params"], images01))
+    descriptors = dino_lib.dino_descriptors(
+        self.dino, params, images, self.dino_short_side, self.dino_key_layer, self.dino_cls_layer
     )
+    return jax.tree.map(lambda x: x.astype(jnp.float32), descriptors)
 
 
 def build(config) -> FrozenNetworks:
@@ -65,6 +78,8 @@ def build(config) -> FrozenNetworks:
       dino_short_side=d.short_side,
       dino_key_layer=d.key_layer,
       dino_cls_layer=d.cls_layer,
+      compute_dtype=config.frozen_compute_dtype,
+      remat_generator=config.generator.remat,
   )
 
 
