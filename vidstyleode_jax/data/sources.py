@@ -6,6 +6,7 @@ atomically), together with a demo CLIP vocabulary built from their descriptions.
 
 import dataclasses
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -36,6 +37,19 @@ def _cached_videos(path, make):
   return synthetic.VideoArrays.load(path)
 
 
+def _demo_vocabulary(folder):
+  """The demo CLIP vocabulary in folder/tokenizer, written once; safe when several processes share the folder."""
+  tokenizer_dir = os.path.join(folder, "tokenizer")
+  if not os.path.isdir(tokenizer_dir):
+    tmp = tempfile.mkdtemp(dir=folder)
+    text.write_demo_vocabulary(tmp, synthetic.vocabulary_words())
+    try:
+      os.rename(tmp, tokenizer_dir)
+    except OSError:  # another process renamed its copy first
+      shutil.rmtree(tmp)
+  return tokenizer_dir
+
+
 def synthetic_datasets(config, frozen_networks, frozen_vars, workdir):
   d, g = config.data, config.generator
   folder = os.path.join(workdir, "demo_data")
@@ -49,9 +63,7 @@ def synthetic_datasets(config, frozen_networks, frozen_vars, workdir):
   train = _cached_videos(os.path.join(folder, "train.npz"), lambda: make(d.num_train_videos, [config.seed, 0]))
   evaluation = _cached_videos(os.path.join(folder, "eval.npz"), lambda: make(d.num_eval_videos, [config.seed, 1]))
 
-  tokenizer_dir = config.clip.tokenizer or os.path.join(folder, "tokenizer")
-  if not config.clip.tokenizer:
-    text.write_demo_vocabulary(tokenizer_dir, synthetic.vocabulary_words())
+  tokenizer_dir = config.clip.tokenizer or _demo_vocabulary(folder)
   tokenizer = text.ClipTokenizer(tokenizer_dir, config.clip.context_length)
   if tokenizer.vocab_size > config.clip.vocab_size:
     raise ValueError(
