@@ -6,11 +6,11 @@ JAX_NUM_PROCESSES, JAX_PROCESS_ID) and calls train.train on a shared workdir; or
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
 import numpy as np
-import portpicker
 import pytest
 
 from vidstyleode_jax import text
@@ -34,6 +34,13 @@ if parallel.is_main_process():
 """
 
 
+
+def free_port():
+  """A TCP port on 127.0.0.1 that nothing listens on right now."""
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
+
 def start_run(num_processes, num_steps, workdir, tokenizer, params_path):
   """Starts `num_processes` training processes on localhost; returns their Popen objects."""
   script = WORKER_SCRIPT.format(repo=REPO, num_processes=num_processes, num_steps=num_steps, workdir=str(workdir),
@@ -41,7 +48,7 @@ def start_run(num_processes, num_steps, workdir, tokenizer, params_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)
   if num_processes > 1:
-    env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{portpicker.pick_unused_port()}",
+    env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{free_port()}",
                JAX_NUM_PROCESSES=str(num_processes))
   # Logs go to files, not pipes: a process blocked on a full pipe would stall its peers' collectives.
   processes = []
