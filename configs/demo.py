@@ -31,6 +31,9 @@ def get_config():
       num_eval_videos=16,
       frames_per_video=24,
       motion_amplitude=0.8,  # in units of the per-channel std of W, on the coarse and medium W+ rows
+      skip_frames=0,  # leading frames of every video left out of sampling
+      read_threads=1,  # threads reading the clips of a batch
+      prefetch=2,  # batches kept ready ahead of the train step
   )
   c.generator = dict(
       checkpoint="",  # empty: random weights from the seed

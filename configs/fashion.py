@@ -1,14 +1,23 @@
 """Fashion videos (paper setting): StyleGAN-Human 1024x512, CLIP ViT-B/32, DINO ViT-B/16.
 
+First prepare the videos (frame folders and the official StyleGAN-Human inversions, or --psp=DIR to invert them):
+
+  python -m vidstyleode_jax.data.prepare --config=configs/fashion.py --videos=/path/to/img_root \
+      --import_inversions=/path/to/inversion_root --out=data/fashion \
+      --split train=fashion_train_videos.txt --split test=fashion_test_videos.txt
+
+then train:
+
   python -m vidstyleode_jax.train --config=configs/fashion.py --workdir=/path/to/run \
-      --config.data.dataset_dir=/path/to/prepared/fashion \
+      --config.data.dataset_dir=data/fashion \
       --config.generator.checkpoint=/path/to/ported/stylegan_human_v2_1024 \
       --config.clip.checkpoint=/path/to/ported/clip_vit_b32 --config.clip.tokenizer=/path/to/ported/clip_vit_b32 \
       --config.dino.checkpoint=/path/to/ported/dino_vitb16
 
 Every value follows the official configuration (architecture.md §12-§13). Without the ported weights and the
 prepared dataset the run stops at start-up and names what is missing. The schedules plateau at 200k steps; the
-original trains on 1 GPU with batch 3.
+original trains on 1 GPU with batch 3. `python -m vidstyleode_jax.bench --config=configs/fashion.py --loader_only`
+measures the input pipeline alone.
 """
 
 import ml_collections
@@ -31,7 +40,12 @@ def get_config():
       frames_per_clip=8,
       frames_decoded=4,
       video_length=50.0,
-      skip_frames=5,
+      skip_frames=5,  # leading frames of every video dropped (by `prepare`, when it writes the dataset)
+      train_split="train",
+      eval_split="test",
+      num_eval_videos=6,  # the first videos of eval_split, evaluated and sampled during training
+      read_threads=6,  # threads reading the clips of a batch
+      prefetch=4,  # batches kept ready ahead of the train step
   )
   c.generator = dict(
       checkpoint=f"{PORTED}/stylegan_human_v2_1024",

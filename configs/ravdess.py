@@ -1,10 +1,18 @@
 """RAVDESS talking faces (paper setting): rosinality FFHQ-1024 StyleGAN2, pSp FFHQ inversions, CLIP, DINO.
 
+First prepare the videos (inverted with the ported pSp encoder, config.psp.checkpoint):
+
+  python -m vidstyleode_jax.data.prepare --config=configs/ravdess.py --videos=/path/to/ravdess_videos \
+      --out=data/ravdess --split train=action_train.txt --split test=action_test.txt
+
+then train:
+
   python -m vidstyleode_jax.train --config=configs/ravdess.py --workdir=/path/to/run \
-      --config.data.dataset_dir=/path/to/prepared/ravdess
+      --config.data.dataset_dir=data/ravdess
 
 Differences from configs/fashion.py follow architecture.md §12: square 256x256 frames and 1024x1024 generator,
-8x8 dynamics grid (64 tokens), batch 2, 2 decoded frames, video_length 100, and its own loss schedules.
+8x8 dynamics grid (64 tokens), batch 2, 2 decoded frames, video_length 100, no skipped frames, and its own loss
+schedules.
 """
 
 from configs import fashion
@@ -14,7 +22,7 @@ from vidstyleode_jax import schedules
 def get_config():
   c = fashion.get_config()
   c.data.update(dataset_dir="data/ravdess", height=256, width=256, batch_size=2, frames_decoded=2,
-                video_length=100.0, skip_frames=0)
+                video_length=100.0, skip_frames=0, num_eval_videos=4)
   c.generator.update(checkpoint=f"{fashion.PORTED}/stylegan2_ffhq_1024", aspect=1)
   c.psp = dict(checkpoint=f"{fashion.PORTED}/psp_ffhq_encode")
   c.dynamics.update(height=128, width=128)

@@ -21,6 +21,8 @@ import safetensors.numpy
 import torch
 from flax import traverse_util
 
+from port_weights import output
+
 HF_IGNORED = (r".*position_ids$", r"^logit_scale$", r"^pooler\.")
 
 CLIP_BLOCK_NAMES = {
@@ -109,13 +111,6 @@ class Leaf:
   transform: Transform
 
 
-def to_float32(value: Any) -> np.ndarray:
-  """A torch tensor or array (float16 included) -> float32 NumPy array."""
-  if hasattr(value, "detach"):
-    value = value.detach().cpu().float().numpy()
-  return np.asarray(value, dtype=np.float32)
-
-
 def load_hf_weights(folder: str) -> dict:
   """The state dict of a Hugging Face model folder: model.safetensors, else pytorch_model.bin (weights only)."""
   safetensors_path = os.path.join(folder, "model.safetensors")
@@ -157,7 +152,7 @@ class KeyReader:
       self._missing.append(key)
       return Leaf(None, key, None, transform)
     self._unread.discard(key)
-    array = to_float32(self._state_dict[key])
+    array = output.to_float32(self._state_dict[key])
     return Leaf(transform.forward(array), key, array.shape, transform)
 
   def layer_count(self, prefix: str) -> int:
@@ -172,31 +167,21 @@ class KeyReader:
         `jax.eval_shape(module.init, ...)["params"]`; None checks the keys only.
 
     Raises:
-      ConversionError: keys missing or left over; the converted tree has other parameters than `expected`; a stored
-        shape differs from the one the module needs (the message names the key, the expected and the found shape).
+      ConversionError: keys missing or left over; or the problems `output.variable_problems` finds against
+        `expected`: a stored shape that differs from the one the module needs (named with the key, in the stored
+        layout), parameters the module lacks or that were not produced.
     """
     unexpected = sorted(key for key in self._unread if not any(p.match(key) for p in self._ignored))
     if self._missing or unexpected:
       raise ConversionError(f"missing keys: {self._missing}; unexpected keys: {unexpected}")
-    leaves = traverse_util.flatten_dict(tree, sep="/")
+    leaves = traverse_util.flatten_dict(tree)
+    params = traverse_util.unflatten_dict({path: np.ascontiguousarray(leaf.value) for path, leaf in leaves.items()})
     if expected is not None:
-      flat_expected = traverse_util.flatten_dict(expected, sep="/")
-      expected_shapes = {path: tuple(value.shape) for path, value in flat_expected.items()}
-      not_produced, extra = sorted(set(expected_shapes) - set(leaves)), sorted(set(leaves) - set(expected_shapes))
-      if not_produced or extra:
-        raise ConversionError(
-            f"the converted parameters differ from the module's: not produced {not_produced}, not in the module {extra}"
-        )
-      wrong = [path for path, leaf in leaves.items() if leaf.value.shape != expected_shapes[path]]
-      if wrong:
-        leaf = leaves[wrong[0]]
-        others = f"; {len(wrong) - 1} more parameters have the wrong shape" if len(wrong) > 1 else ""
-        raise ConversionError(
-            f"key {leaf.key!r}: expected shape {leaf.transform.stored_shape(expected_shapes[wrong[0]])}, found "
-            f"{leaf.stored_shape} (parameter {wrong[0]}){others}"
-        )
-    params = {path: np.ascontiguousarray(leaf.value) for path, leaf in leaves.items()}
-    return traverse_util.unflatten_dict(params, sep="/")
+      sources = {path: (leaf.key, leaf.stored_shape, leaf.transform.stored_shape) for path, leaf in leaves.items()}
+      problems = output.variable_problems(params, expected, sources)
+      if problems:
+        raise ConversionError("; ".join(problems))
+    return params
 
 
 def dense(read: KeyReader, name: str, use_bias: bool = True) -> dict[str, Leaf]:

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import flax.serialization
 import flax.traverse_util
@@ -62,25 +62,25 @@ def source_sha256(src: str) -> str:
   return digest.hexdigest()
 
 
-def check_variables(
+def variable_problems(
     found: dict,
     expected: dict,
-    src: str,
-    sources: Mapping[tuple, tuple[str, tuple]] | None = None,
+    sources: Mapping[tuple, tuple] | None = None,
     unexpected_keys: Sequence[str] = (),
-) -> None:
-  """Checks converted variables against the module's own, key by key and shape by shape.
+) -> list[str]:
+  """Compares converted variables with the module's own, key by key and shape by shape.
 
   Args:
-    found: nested dicts of arrays converted from `src`.
+    found: nested dicts of converted arrays.
     expected: nested dicts of arrays or `jax.ShapeDtypeStruct`s, e.g. `jax.eval_shape(module.init, ...)`.
-    src: the source file, named in the message.
-    sources: optional path tuple of a `found` leaf -> (source key, source shape), named in the message.
+    sources: optional path tuple of a `found` leaf -> (source key, source shape) or (source key, source shape,
+      stored_shape_of), where stored_shape_of maps a module shape to the shape the source would store for it; with
+      it a mismatch is told in the source's layout.
     unexpected_keys: source keys that were not converted at all (matched no rule), reported as unexpected.
 
-  Raises:
-    PortError: naming the file, then the first offending key and shape of each kind: mismatched, unexpected and
-      missing keys.
+  Returns:
+    The problems, each naming keys and shapes: one per mismatched shape, then one for all unexpected and one for
+    all missing keys; empty when everything fits.
   """
   sources = sources or {}
   found_flat = flax.traverse_util.flatten_dict(found)
@@ -91,7 +91,13 @@ def check_variables(
     if path not in expected_flat:
       continue
     want, got = tuple(expected_flat[path].shape), tuple(np.shape(leaf))
-    if want != got:
+    if want == got:
+      continue
+    if len(sources.get(path, ())) == 3:
+      key, source_shape, stored_shape_of = sources[path]
+      problems.append(f"shape mismatch: key {key!r}: expected shape {tuple(stored_shape_of(want))}, found "
+                      f"{tuple(source_shape)} (parameter {'/'.join(path)})")
+    else:
       origin = f" from source shape {list(sources[path][1])}" if path in sources else ""
       problems.append(f"shape mismatch: {describe(path)} has shape {list(got)}{origin}, expected {list(want)}")
   unexpected = [f"{key!r}" for key in unexpected_keys]
@@ -101,8 +107,31 @@ def check_variables(
   missing = [f"{'/'.join(path)} {list(leaf.shape)}" for path, leaf in expected_flat.items() if path not in found_flat]
   if missing:
     problems.append(f"{len(missing)} missing key(s): " + ", ".join(missing))
+  return problems
+
+
+def check_variables(
+    found: dict,
+    expected: dict,
+    src: str,
+    sources: Mapping[tuple, tuple] | None = None,
+    unexpected_keys: Sequence[str] = (),
+) -> None:
+  """`variable_problems`, raised as one PortError that starts with the source file `src`.
+
+  Raises:
+    PortError: naming the file, then the offending keys and shapes: mismatched, unexpected and missing keys.
+  """
+  problems = variable_problems(found, expected, sources, unexpected_keys)
   if problems:
     raise PortError(f"{src}: " + "; ".join(problems))
+
+
+def to_float32(value: Any) -> np.ndarray:
+  """A torch tensor (float16 included) or array -> float32 numpy array."""
+  if hasattr(value, "detach"):
+    value = value.detach().cpu().float().numpy()
+  return np.asarray(value, dtype=np.float32)
 
 
 def _as_float32(tree):

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from port_weights import output, stylegan2
+from port_weights import rules, stylegan2
 from port_weights.output import PortError, Ported, check_variables
 from vidstyleode_jax.models import psp
 from vidstyleode_jax.models.stylegan2 import Generator
@@ -33,7 +33,6 @@ DESCRIPTION = (
 )
 MODULE = "vidstyleode_jax.models.psp.PSPEncoder"
 DECODER_MODULE = "vidstyleode_jax.models.stylegan2.Generator"
-IGNORED_SUFFIX = ".num_batches_tracked"
 IR_SE50_UNITS = (3, 4, 14, 3)
 
 
@@ -72,8 +71,10 @@ def _transpose(array: np.ndarray) -> np.ndarray:
   return array.T
 
 
-# (encoder key pattern without the `encoder.` prefix, match -> (collection, *path), conversion or None).
+# (encoder key pattern without the `encoder.` prefix, match -> (collection, *path) or None to drop the key,
+# conversion or None); see port_weights/rules.py.
 _RULES = (
+    (r".*\.num_batches_tracked", lambda m: None, None),
     (r"input_layer\.1" + _BN_TENSOR, _batch_norm_path(lambda m: ("stem_bn",)), None),
     (r"body\.(\d+)\.res_layer\.0" + _BN_TENSOR, _batch_norm_path(lambda m: (f"unit_{m[1]}", "bn_in")), None),
     (r"body\.(\d+)\.res_layer\.4" + _BN_TENSOR, _batch_norm_path(lambda m: (f"unit_{m[1]}", "bn_out")), None),
@@ -112,26 +113,10 @@ def map_encoder(state_dict: Mapping[str, np.ndarray], src: str) -> tuple[dict, d
   Raises:
     PortError: naming the key and its shape when an array has the wrong rank.
   """
-  trees = {"params": {}, "batch_stats": {}}
-  sources, unknown = {}, []
-  for key, array in state_dict.items():
-    if key.endswith(IGNORED_SUFFIX):
-      continue
-    for pattern, path_of, convert in _RULES:
-      match = re.fullmatch(pattern, key)
-      if match is None:
-        continue
-      try:
-        converted = convert(array) if convert is not None else array
-      except ValueError as error:
-        raise PortError(f"{src}: key 'encoder.{key}' of shape {list(array.shape)}: {error}") from None
-      collection, *path = path_of(match)
-      output.insert(trees[collection], path, converted)
-      sources[(collection, *path)] = (f"encoder.{key}", tuple(array.shape))
-      break
-    else:
-      unknown.append(f"encoder.{key}")
-  return trees, sources, unknown
+  try:
+    return rules.map_keys(state_dict, _RULES, ("params", "batch_stats"), key_prefix="encoder.")
+  except ValueError as error:
+    raise PortError(f"{src}: {error}") from None
 
 
 def _shape(state_dict: Mapping[str, np.ndarray], key: str, src: str) -> tuple[int, ...]:

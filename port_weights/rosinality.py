@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from port_weights import output
+from port_weights import rules
 from vidstyleode_jax.models.stylegan2 import BLUR_KERNEL
 
 _LAYER = r"(conv1|convs\.\d+|to_rgb1|to_rgbs\.\d+)"
@@ -35,19 +35,25 @@ def _check_blur(array: np.ndarray) -> None:
     raise ValueError(f"stored FIR kernel {array.tolist()} differs from outer([1,3,3,1])/16: {BLUR_KERNEL.tolist()}")
 
 
-# (key pattern, collection, path built from the match groups, array conversion). Collection None: checked buffer.
+def _layer(match: re.Match) -> str:
+  """A layer name of the match's first group, e.g. "convs.3" -> "convs_3"."""
+  return match[1].replace(".", "_")
+
+
+# (key pattern, match -> (collection, *path) or None for a checked buffer, conversion); see port_weights/rules.py.
 _RULES = (
-    (r"style\.(\d+)\.weight", "params", lambda m: (f"style_{m[1]}", "kernel"), np.transpose),
-    (r"style\.(\d+)\.bias", "params", lambda m: (f"style_{m[1]}", "bias"), None),
-    (r"input\.input", "params", lambda m: ("input",), _nchw_to_nhwc),
-    (_LAYER + r"\.conv\.weight", "params", lambda m: (m[1], "conv", "kernel"), _modulated_kernel),
-    (_LAYER + r"\.conv\.modulation\.weight", "params", lambda m: (m[1], "conv", "modulation", "kernel"), np.transpose),
-    (_LAYER + r"\.conv\.modulation\.bias", "params", lambda m: (m[1], "conv", "modulation", "bias"), None),
-    (_LAYER + r"\.noise\.weight", "params", lambda m: (m[1], "noise", "weight"), None),
-    (_LAYER + r"\.activate\.bias", "params", lambda m: (m[1], "activate", "bias"), None),
-    (r"(to_rgb1|to_rgbs\.\d+)\.bias", "params", lambda m: (m[1], "bias"), lambda a: a.reshape(3)),
-    (_LAYER + r"\.(conv\.blur|upsample)\.kernel", None, None, _check_blur),
-    (r"noises\.(noise_\d+)", "noise", lambda m: (m[1],), _nchw_to_nhwc),
+    (r"style\.(\d+)\.weight", lambda m: ("params", f"style_{m[1]}", "kernel"), np.transpose),
+    (r"style\.(\d+)\.bias", lambda m: ("params", f"style_{m[1]}", "bias"), None),
+    (r"input\.input", lambda m: ("params", "input"), _nchw_to_nhwc),
+    (_LAYER + r"\.conv\.weight", lambda m: ("params", _layer(m), "conv", "kernel"), _modulated_kernel),
+    (_LAYER + r"\.conv\.modulation\.weight", lambda m: ("params", _layer(m), "conv", "modulation", "kernel"),
+     np.transpose),
+    (_LAYER + r"\.conv\.modulation\.bias", lambda m: ("params", _layer(m), "conv", "modulation", "bias"), None),
+    (_LAYER + r"\.noise\.weight", lambda m: ("params", _layer(m), "noise", "weight"), None),
+    (_LAYER + r"\.activate\.bias", lambda m: ("params", _layer(m), "activate", "bias"), None),
+    (r"(to_rgb1|to_rgbs\.\d+)\.bias", lambda m: ("params", _layer(m), "bias"), lambda a: a.reshape(3)),
+    (_LAYER + r"\.(conv\.blur|upsample)\.kernel", lambda m: None, _check_blur),
+    (r"noises\.(noise_\d+)", lambda m: ("noise", m[1]), _nchw_to_nhwc),
 )
 
 
@@ -66,29 +72,7 @@ def map_generator(state_dict: Mapping[str, Any]) -> tuple[dict, dict, list[str]]
     ValueError: naming the key and its shape, when an array cannot be converted (wrong rank) or a stored FIR
       kernel differs from the recomputed one.
   """
-  trees = {"params": {}, "noise": {}}
-  sources = {}
-  unknown = []
-  for key, value in state_dict.items():
-    if hasattr(value, "detach"):
-      value = value.detach().cpu().float().numpy()
-    array = np.asarray(value, dtype=np.float32)
-    for pattern, collection, path_of, convert in _RULES:
-      match = re.fullmatch(pattern, key)
-      if match is None:
-        continue
-      try:
-        converted = convert(array) if convert is not None else array
-      except ValueError as error:
-        raise ValueError(f"key {key!r} of shape {list(array.shape)}: {error}") from None
-      if collection is not None:
-        path = tuple(part.replace(".", "_") for part in path_of(match))
-        output.insert(trees[collection], path, converted)
-        sources[(collection,) + path] = (key, tuple(array.shape))
-      break
-    else:
-      unknown.append(key)
-  return trees, sources, unknown
+  return rules.map_keys(state_dict, _RULES, ("params", "noise"))
 
 
 def convert_generator(state_dict: Mapping[str, Any]) -> tuple[dict, dict]:

@@ -31,11 +31,33 @@ def test_bfloat16_compute_is_close_to_float32_and_keeps_float32_params():
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables))
 
 
-def test_remat_gives_the_same_gradient():
+def sum_sin_grad(networks, variables):
+  return jax.jit(jax.grad(lambda w: jnp.sum(jnp.sin(networks.render(variables, w)))))
+
+
+def test_remat_gives_the_same_images_and_gradient():
   networks, variables = networks_and_variables()
   remat = dataclasses.replace(networks, remat_generator=True)
-  w = jax.random.normal(jax.random.key(2), (2, networks.generator.n_latent, 64))
-  grad = lambda nets: jax.jit(jax.grad(lambda w: jnp.sum(jnp.sin(nets.render(variables, w)))))(w)
-  expected = grad(networks)
-  # Recomputing in the backward pass lets XLA fuse differently, so float32 rounding may differ slightly.
-  np.testing.assert_allclose(grad(remat), expected, rtol=0, atol=1e-4 * float(jnp.max(jnp.abs(expected))))
+  w = jax.random.normal(jax.random.key(2), (3, networks.generator.n_latent, 64))
+  images = networks.render(variables, w)
+  # One image at a time instead of a batch, and recomputed in the backward pass: XLA fuses differently, so float32
+  # rounding may differ slightly.
+  np.testing.assert_allclose(remat.render(variables, w), images, rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(images))))
+  expected = sum_sin_grad(networks, variables)(w)
+  np.testing.assert_allclose(sum_sin_grad(remat, variables)(w), expected, rtol=0,
+                             atol=1e-4 * float(jnp.max(jnp.abs(expected))))
+
+
+def test_remat_keeps_the_activations_of_one_image():
+  """XLA's memory analysis of the gradient: without remat its scratch memory grows with the number of images."""
+  networks, variables = networks_and_variables()
+  remat = dataclasses.replace(networks, remat_generator=True)
+
+  def temp_bytes(nets, num_images):
+    w = jax.ShapeDtypeStruct((num_images, networks.generator.n_latent, 64), jnp.float32)
+    return sum_sin_grad(nets, variables).lower(w).compile().memory_analysis().temp_size_in_bytes
+
+  plain_1, plain_16, remat_16 = temp_bytes(networks, 1), temp_bytes(networks, 16), temp_bytes(remat, 16)
+  print(dict(plain_1=plain_1, plain_16=plain_16, remat_16=remat_16))
+  assert plain_16 > 8 * plain_1
+  assert remat_16 < 2 * plain_1

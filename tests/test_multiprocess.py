@@ -1,7 +1,19 @@
 """Multi-process training on CPU (localhost): 2 processes with one device each match 1 process, across a resume.
 
-Each process is a subprocess that joins the run through parallel.initialize_distributed() (JAX_COORDINATOR_ADDRESS,
-JAX_NUM_PROCESSES, JAX_PROCESS_ID) and calls train.train on a shared workdir; orbax saves and restores collectively.
+Each process is a subprocess that joins the run through parallel.initialize_distributed() (JAX_COORDINATOR_ADDRESS
+on 127.0.0.1, JAX_NUM_PROCESSES, JAX_PROCESS_ID) and calls train.train on a shared workdir; orbax saves and restores
+collectively. Both runs see the same global batch, tiny_config's 4 rows: each of the 2 processes loads its 2.
+
+  1. 2 processes train 3 steps; so does 1 process (at the same time, to share the ~30 s of compiling per launch).
+  2. 2 new processes restore the 2-process checkpoint of step 3 and train on to step 5; 1 new process does the same
+     with the 1-process checkpoint.
+
+Tolerances (as in test_four_devices_match_one_device). The loss is a reduction over the batch whose summation order
+changes with the sharding, so it may differ by float32 rounding: 1e-5 relative. Adam moves a parameter by about
+lr * sign(gradient) whatever the gradient's size, so a parameter whose gradient is at the rounding level may move
+differently: 1e-4 absolute on the parameters, whereas a sharding or resume bug (a wrong row, a lost optimizer state)
+moves them by a whole step of lr (demo lr 1e-3, 5e-3 for the dynamics encoder). Measured on CPU: losses 1.1e-7
+relative apart, parameters 4.8e-5, after 3 steps and after the resume to 5.
 """
 
 import json
@@ -9,6 +21,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -17,13 +30,17 @@ from vidstyleode_jax import text
 from vidstyleode_jax.data import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMEOUT_S = 600
+TIMEOUT_S = 1800  # a guard against a hung collective; a busy 2-core machine needs ~15 min per phase
+LOSS_RTOL = 1e-5
+PARAMS_ATOL = 1e-4
 
 WORKER_SCRIPT = """
 import sys, numpy as np, jax
+from absl import logging
 sys.path.insert(0, {repo!r})
 from tests.conftest import tiny_config
 from vidstyleode_jax import parallel, train
+logging.set_verbosity(logging.INFO)
 parallel.initialize_distributed()
 assert jax.process_count() == {num_processes} and jax.local_device_count() == 1, jax.devices()
 config = tiny_config({num_steps})
@@ -34,22 +51,24 @@ if parallel.is_main_process():
 """
 
 
-
 def free_port():
   """A TCP port on 127.0.0.1 that nothing listens on right now."""
   with socket.socket() as probe:
     probe.bind(("127.0.0.1", 0))
     return probe.getsockname()[1]
 
+
 def start_run(num_processes, num_steps, workdir, tokenizer, params_path):
-  """Starts `num_processes` training processes on localhost; returns their Popen objects."""
+  """Starts `num_processes` training processes on localhost (train or resume to `num_steps`); returns their Popens.
+
+  The main process writes the final params to `params_path` (.npz of the leaves in tree order).
+  """
   script = WORKER_SCRIPT.format(repo=REPO, num_processes=num_processes, num_steps=num_steps, workdir=str(workdir),
                                 tokenizer=str(tokenizer), params_path=str(params_path))
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)
   if num_processes > 1:
-    env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{free_port()}",
-               JAX_NUM_PROCESSES=str(num_processes))
+    env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{free_port()}", JAX_NUM_PROCESSES=str(num_processes))
   # Logs go to files, not pipes: a process blocked on a full pipe would stall its peers' collectives.
   processes = []
   for i in range(num_processes):
@@ -60,27 +79,41 @@ def start_run(num_processes, num_steps, workdir, tokenizer, params_path):
   return processes
 
 
-def kill(processes):
-  for process in processes:
-    if process.poll() is None:
-      process.kill()
-      process.wait()
+def run_together(tokenizer, *runs):
+  """Runs every (num_processes, num_steps, workdir, params_path) at the same time; returns each process's log.
 
-
-def finish(processes):
-  """Waits for every process (TIMEOUT_S each); kills all of them if one fails or hangs."""
+  Fails (and kills the others) as soon as one process exits non-zero, or when TIMEOUT_S have passed.
+  """
+  processes = []
   try:
+    for num_processes, num_steps, workdir, params_path in runs:
+      processes += start_run(num_processes, num_steps, workdir, tokenizer, params_path)
+    deadline = time.monotonic() + TIMEOUT_S
+    exit_codes = [None]
+    while None in exit_codes and time.monotonic() < deadline:
+      time.sleep(1)
+      exit_codes = [process.poll() for process in processes]
+      if any(code not in (None, 0) for code in exit_codes):
+        break
+    logs = []
     for process in processes:
-      process.wait(timeout=TIMEOUT_S)
       with open(process.log_path) as log:
-        assert process.returncode == 0, log.read()[-3000:]
+        logs.append(log.read())
+    for process, code, log in zip(processes, exit_codes, logs):
+      assert code in (None, 0), f"{process.log_path} (exit {code}):\n{log[-3000:]}"
+    assert None not in exit_codes, f"still running after {TIMEOUT_S} s: see the logs next to {runs[0][3]}"
+    return logs
   finally:
-    kill(processes)
+    for process in processes:
+      if process.poll() is None:
+        process.kill()
+        process.wait()
 
 
-def scalar_lines(workdir):
+def losses_by_step(workdir):
+  """[(step, loss/total)] of every training line of WORKDIR/metrics.jsonl, in file order."""
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [record for record in map(json.loads, f) if "loss/total" in record]
+    return [(record["step"], record["loss/total"]) for record in map(json.loads, f) if "loss/total" in record]
 
 
 def load_params(path):
@@ -88,36 +121,48 @@ def load_params(path):
     return [leaves[f"arr_{i}"] for i in range(len(leaves.files))]
 
 
-@pytest.mark.slow
-def test_two_processes_with_resume_match_one_process(tmp_path):
-  """2 processes train 2 steps and exit, 2 new processes resume to 4; 1 process trains 4 steps straight.
+def compare(two_losses, one_losses, two_params_path, one_params_path):
+  """Largest relative loss difference and largest absolute parameter difference, 2 processes against 1."""
+  assert [step for step, _ in two_losses] == [step for step, _ in one_losses]
+  loss_diff = max(abs(a - b) / abs(b) for (_, a), (_, b) in zip(two_losses, one_losses))
+  two_params, one_params = load_params(two_params_path), load_params(one_params_path)
+  assert [p.shape for p in two_params] == [p.shape for p in one_params]
+  param_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(two_params, one_params))
+  return loss_diff, param_diff
 
-  Both see the same global batch of tiny_config's 4 rows (each of the 2 processes loads its 2). Tolerances as in
-  test_four_devices_match_one_device: the loss is a reduction over the batch whose order changes with the sharding
-  (float32 rounding), so 1e-5 relative; Adam moves a parameter by about lr * sign(gradient) whatever the gradient's
-  size, so a parameter whose gradient is at the rounding level can move differently: 1e-4 absolute on the params,
-  whereas a sharding or resume bug (a wrong row, a lost optimizer state) moves params by a whole lr (up to 5e-3).
-  """
+
+@pytest.fixture(scope="module")
+def three_steps(tmp_path_factory):
+  """Runs 2 processes and 1 process for 3 steps (side by side); returns the folder and the step-3 losses."""
+  root = tmp_path_factory.mktemp("multiprocess")
   # A shared vocabulary folder: each process would otherwise rewrite the demo vocabulary in the shared workdir
   # while the other may be reading it.
-  tokenizer = tmp_path / "tokenizer"
-  text.write_demo_vocabulary(str(tokenizer), synthetic.vocabulary_words())
-  one_process = start_run(1, 4, tmp_path / "one", tokenizer, tmp_path / "one.npz")
-  try:
-    finish(start_run(2, 2, tmp_path / "two", tokenizer, tmp_path / "two_first.npz"))
-    finish(start_run(2, 4, tmp_path / "two", tokenizer, tmp_path / "two.npz"))
-    finish(one_process)
-  finally:
-    kill(one_process)
+  text.write_demo_vocabulary(str(root / "tokenizer"), synthetic.vocabulary_words())
+  run_together(root / "tokenizer", (2, 3, root / "two", root / "two_3.npz"), (1, 3, root / "one", root / "one_3.npz"))
+  return root, losses_by_step(root / "two"), losses_by_step(root / "one")
 
-  two_lines, one_lines = scalar_lines(tmp_path / "two"), scalar_lines(tmp_path / "one")
-  assert [r["step"] for r in two_lines] == [1, 2, 3, 4]
-  assert [r["step"] for r in one_lines] == [1, 2, 3, 4]
-  loss_rel_diffs = [abs(a["loss/total"] - b["loss/total"]) / abs(b["loss/total"])
-                    for a, b in zip(two_lines, one_lines)]
-  two_params, one_params = load_params(tmp_path / "two.npz"), load_params(tmp_path / "one.npz")
-  assert len(two_params) == len(one_params)
-  param_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(two_params, one_params))
-  print(dict(loss_rel_diffs=loss_rel_diffs, param_diff=param_diff))
-  assert max(loss_rel_diffs) <= 1e-5
-  assert param_diff <= 1e-4
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_for_three_steps(three_steps):
+  root, two_losses, one_losses = three_steps
+  assert [step for step, _ in two_losses] == [1, 2, 3]
+  loss_diff, param_diff = compare(two_losses, one_losses, root / "two_3.npz", root / "one_3.npz")
+  print(dict(loss_rel_diff=loss_diff, param_abs_diff=param_diff))
+  assert loss_diff <= LOSS_RTOL
+  assert param_diff <= PARAMS_ATOL
+
+
+@pytest.mark.slow
+def test_resume_across_processes_matches_one_process(three_steps):
+  """2 new processes restore the 2-process step-3 checkpoint to step 5; 1 process resumes its own likewise."""
+  root, _, _ = three_steps
+  logs = run_together(root / "tokenizer", (2, 5, root / "two", root / "two_5.npz"),
+                      (1, 5, root / "one", root / "one_5.npz"))
+  # Rerunning from step 0 would give the same numbers; the log tells that every process restored step 3.
+  assert all("Resumed from step 3" in log for log in logs)
+  two_losses, one_losses = losses_by_step(root / "two"), losses_by_step(root / "one")
+  assert [step for step, _ in two_losses] == [1, 2, 3, 4, 5]  # each step once: the resume appends 4 and 5
+  loss_diff, param_diff = compare(two_losses[3:], one_losses[3:], root / "two_5.npz", root / "one_5.npz")
+  print(dict(loss_rel_diff=loss_diff, param_abs_diff=param_diff))
+  assert loss_diff <= LOSS_RTOL
+  assert param_diff <= PARAMS_ATOL

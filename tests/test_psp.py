@@ -94,11 +94,12 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_resize_bilinear_align_corners_matches_torch():
-  x = torch.randn(2, 3, 5, 7)
+  x = torch.randn(2, 3, 5, 7, generator=torch.Generator().manual_seed(0))
   for height, width in ((9, 12), (5, 7), (16, 3)):
     expected = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
     ours = resize_bilinear_align_corners(jnp.asarray(x.permute(0, 2, 3, 1).numpy()), height, width)
-    np.testing.assert_allclose(np.asarray(ours), expected.numpy(), atol=1e-6, rtol=0)
+    # float32 interpolation weights summed in different orders differ by a few ulps of the largest values (~4)
+    np.testing.assert_allclose(np.asarray(ours), expected.numpy(), atol=4e-6, rtol=0)
 
 
 def test_psp_parity_through_cli(tiny_checkpoint, tmp_path):

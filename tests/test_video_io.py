@@ -82,14 +82,14 @@ def test_gif_round_trip(tmp_path):
   video_io.write_gif(path, source, fps=10)
 
   with Image.open(path) as gif:
-    durations = []
+    stored_delays_ms = []
     decoded = []
     for frame in ImageSequence.Iterator(gif):
-      durations.append(frame.info["duration"])
+      stored_delays_ms.append(frame.info["duration"])
       decoded.append(np.asarray(frame.convert("RGB")))
   decoded = np.stack(decoded)
   assert decoded.shape == source.shape
-  assert durations == [100] * 12
+  assert stored_delays_ms == [100] * 12  # the GIF header's per-frame delay, 1000 ms / fps
   assert per_frame_error(decoded, source).max() < GIF_TOLERANCE
   assert os.listdir(tmp_path) == ["clip.gif"]
 

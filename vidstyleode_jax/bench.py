@@ -2,14 +2,22 @@ r"""Benchmarks the jitted train step of a config on random inputs of its shapes.
 
   python -m vidstyleode_jax.bench --config=configs/demo.py
   python -m vidstyleode_jax.bench --config=configs/fashion.py --random_weights --config.data.batch_size=1
+  python -m vidstyleode_jax.bench --config=configs/fashion.py --loader_only [--dataset_dir=data/fashion]
 
 Prints compile time, median step time, clips/s, ODE function evaluations per step, peak memory (the device's
 allocator where it reports one, else the process's peak RSS) and XLA's cost and memory analysis of the compiled
 step. --random_weights benchmarks a config whose ported weights or dataset are not at hand (same shapes, random
 values). No dataset is read: the batch is random frames, inversions and token ids.
+
+--loader_only times the input pipeline alone (no model): batches read from a prepared dataset's
+config.data.train_split with config.data.read_threads threads and config.data.prefetch batches ahead, as training
+reads them; it prints batches/s and clips/s. Without --dataset_dir it first writes a temporary prepared dataset
+at the config's shapes (LOADER_VIDEOS videos of LOADER_FRAMES frames, random content) and deletes it afterwards.
 """
 
 import resource
+import shutil
+import tempfile
 import time
 
 import jax
@@ -22,12 +30,22 @@ from vidstyleode_jax import config_validation
 from vidstyleode_jax import inference
 from vidstyleode_jax import parallel
 from vidstyleode_jax import train_step
+from vidstyleode_jax.data import pipeline
+from vidstyleode_jax.data import prepared
+from vidstyleode_jax.data import sources
 from vidstyleode_jax.models import frozen as frozen_lib
 
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
-flags.DEFINE_integer("steps", 10, "Timed steps (after one compile-and-warm-up step).")
+flags.DEFINE_integer("steps", 10, "Timed steps (after one compile-and-warm-up step); with --loader_only, timed "
+                     "batches (after one warm-up batch).")
 flags.DEFINE_bool("random_weights", False, "Ignore checkpoint and dataset paths; use random weights.")
 flags.DEFINE_bool("compile_only", False, "Stop after compiling: XLA's cost and memory analysis, no timed steps.")
+flags.DEFINE_bool("loader_only", False, "Time the input pipeline alone (no model): batches/s and clips/s.")
+flags.DEFINE_string("dataset_dir", "", "With --loader_only: the prepared dataset to read; empty: a temporary one "
+                    "with random content at the config's frame and W+ shapes.")
+
+LOADER_VIDEOS = 12
+LOADER_FRAMES = 150
 
 GIB = 2.0**30
 
@@ -129,12 +147,77 @@ def benchmark(config, steps, compile_only=False):
   return figures | analysis(compiled)
 
 
+def write_random_dataset(dataset_dir, config, n_latent, num_videos=LOADER_VIDEOS, num_frames=LOADER_FRAMES, seed=0):
+  """A prepared dataset with random frames and W+ at the config's shapes, in config.data.train_split."""
+  d = config.data
+  rng = np.random.default_rng(seed)
+
+  def examples():
+    for video in range(num_videos):
+      yield dict(
+          name=f"random_{video:03d}",
+          frames=rng.integers(0, 256, (num_frames, d.height, d.width, 3), dtype=np.uint8),
+          wplus=rng.standard_normal((num_frames, n_latent, config.generator.style_dim)).astype(np.float32),
+          frame_index=np.arange(num_frames, dtype=np.int64),
+          descriptions=["a random video"],
+          fps=25.0,
+      )
+
+  prepared.write(dataset_dir, {d.train_split: examples()}, frame_size=(d.height, d.width),
+                 wplus_shape=(n_latent, config.generator.style_dim))
+
+
+def benchmark_loader(config, dataset_dir, batches):
+  """Times `batches` host batches of the training input pipeline after one warm-up batch; returns a dict."""
+  d = config.data
+  videos = sources.PreparedVideos(prepared.open_split(dataset_dir, d.train_split))
+  tokens = np.zeros((len(videos), config.clip.context_length), np.int32)  # tokenized once at start-up, not timed
+  sampler = pipeline.ClipSampler(videos.frame_numbers, batch_size=d.batch_size, frames_per_clip=d.frames_per_clip,
+                                 seed=config.seed)
+  stream = pipeline.prefetch(pipeline.training_batches(videos, tokens, sampler, video_length=d.video_length,
+                                                       first_step=0, read_threads=d.read_threads), size=d.prefetch)
+  next(stream)
+  start = time.perf_counter()
+  for _ in range(batches):
+    next(stream)
+  seconds = time.perf_counter() - start
+  stream.close()
+  return {
+      "dataset": f"{dataset_dir} split {d.train_split!r}: {len(videos)} videos of {d.height}x{d.width}",
+      "batch_size": d.batch_size,
+      "frames_per_clip": d.frames_per_clip,
+      "read_threads": d.read_threads,
+      "prefetch": d.prefetch,
+      "batches_per_s": batches / seconds,
+      "clips_per_s": batches * d.batch_size / seconds,
+  }
+
+
+def loader_main(config, dataset_dir, batches):
+  if dataset_dir:
+    return benchmark_loader(config, dataset_dir, batches)
+  n_latent = frozen_lib.build(config).generator.n_latent
+  folder = tempfile.mkdtemp(prefix="loader_bench_")
+  try:
+    write_random_dataset(folder, config, n_latent)
+    return benchmark_loader(config, folder, batches)
+  finally:
+    shutil.rmtree(folder)
+
+
 def main(argv):
   del argv
   config = flags.FLAGS.config
-  if flags.FLAGS.random_weights:
-    config = without_paths(config)
-  for name, value in benchmark(config, flags.FLAGS.steps, flags.FLAGS.compile_only).items():
+  if flags.FLAGS.loader_only:
+    try:
+      figures = loader_main(config, flags.FLAGS.dataset_dir, flags.FLAGS.steps)
+    except prepared.PreparedDatasetError as e:
+      raise app.UsageError(str(e)) from None
+  else:
+    if flags.FLAGS.random_weights:
+      config = without_paths(config)
+    figures = benchmark(config, flags.FLAGS.steps, flags.FLAGS.compile_only)
+  for name, value in figures.items():
     print(f"{name:40s} {value:.4g}" if isinstance(value, float) else f"{name:40s} {value}")
 
 

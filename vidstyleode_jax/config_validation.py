@@ -6,6 +6,7 @@ import os
 from vidstyleode_jax import schedules
 
 MASK_MODES = ("static", "interpolate", "extrapolate")
+DATA_KINDS = ("synthetic", "prepared")
 
 
 class ConfigError(ValueError):
@@ -27,6 +28,14 @@ def validate(config):
       f"data.frames_decoded={data.frames_decoded} must be in [2, data.frames_per_clip={data.frames_per_clip}]",
   )
   _require(data.video_length > 0, f"data.video_length={data.video_length} must be positive")
+  _require(data.kind in DATA_KINDS, f"data.kind={data.kind!r} must be one of {DATA_KINDS}")
+  if data.kind == "prepared":
+    for field in ("dataset_dir", "train_split", "eval_split"):
+      _require(data.get(field), f"data.{field} must name a prepared dataset's folder or split for data.kind='prepared'")
+  _require(data.skip_frames >= 0, f"data.skip_frames={data.skip_frames} must be >= 0")
+  _require(data.read_threads >= 1, f"data.read_threads={data.read_threads} must be >= 1")
+  _require(data.prefetch >= 1, f"data.prefetch={data.prefetch} must be >= 1")
+  _require(data.num_eval_videos >= 1, f"data.num_eval_videos={data.num_eval_videos} must be >= 1")
 
   factor = 2**dyn.num_downsamples
   _require(

@@ -16,23 +16,33 @@ import numpy as np
 
 from vidstyleode_jax import inference
 from vidstyleode_jax import video_io
+from vidstyleode_jax.data import pipeline
 
 
 SAMPLE_COLUMNS = ("real", "reconstruction", "edited", "dynamics swapped")
 
 
-def eval_frame_numbers(frames_per_video, frames_per_clip):
-  return np.round(np.linspace(0, frames_per_video - 1, frames_per_clip)).astype(np.int64)
+def eval_frame_numbers(shared_frame_numbers, frames_per_clip):
+  """frames_per_clip evenly spaced entries of the (sorted) frame numbers several videos share, the first included."""
+  if len(shared_frame_numbers) < frames_per_clip:
+    raise ValueError(f"the evaluation videos share {len(shared_frame_numbers)} frame numbers, fewer than "
+                     f"data.frames_per_clip={frames_per_clip}")
+  return shared_frame_numbers[np.round(np.linspace(0, len(shared_frame_numbers) - 1, frames_per_clip)).astype(int)]
 
 
 def eval_clips(nets, videos, tokens, num_videos=None):
-  """Evenly spaced clips of the first num_videos held-out videos: (frames01, wplus, tokens, times)."""
+  """Evenly spaced clips of the first held-out videos, read through their video source (data/sources.py).
+
+  num_videos defaults to config.data.num_eval_videos (at most all of them). The clips take frames_per_clip evenly
+  spaced frame numbers among those the videos share. Returns (frames01 [b, T, H, W, 3] float32 in [0, 1],
+  wplus [b, T, n_latent, style_dim], tokens [b, context], times [T]).
+  """
   d = nets.config.data
-  frame_numbers = eval_frame_numbers(videos.frames.shape[1], d.frames_per_clip)
-  count = len(videos) if num_videos is None else num_videos
-  frames01 = videos.frames[:count][:, frame_numbers].astype(np.float32) / 255.0
-  times = (frame_numbers / d.video_length).astype(np.float32)
-  return frames01, videos.wplus[:count][:, frame_numbers], tokens[:count], times
+  video_ids = np.arange(min(len(videos), d.num_eval_videos if num_videos is None else num_videos))
+  frame_numbers = eval_frame_numbers(pipeline.shared_frame_numbers(videos.frame_numbers, video_ids),
+                                     d.frames_per_clip)
+  batch = pipeline.make_batch(videos, tokens, video_ids, frame_numbers, d.video_length)
+  return batch["frames"].astype(np.float32) / 255.0, batch["wplus"], batch["tokens"], batch["times"][0]
 
 
 def make_evaluate(nets):

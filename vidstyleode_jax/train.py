@@ -26,6 +26,7 @@ from vidstyleode_jax import metric_writers
 from vidstyleode_jax import parallel
 from vidstyleode_jax import train_step
 from vidstyleode_jax.data import pipeline
+from vidstyleode_jax.data import prepared
 from vidstyleode_jax.data import sources
 from vidstyleode_jax.models import frozen as frozen_lib
 
@@ -59,6 +60,7 @@ def setup(config, workdir, mesh=None):
   """Validates the config, builds the networks and data, and initialises (not restores) the train state."""
   config_validation.validate(config)
   os.makedirs(workdir, exist_ok=True)
+  checkpointing.write_config(workdir, config)
   mesh = parallel.create_mesh() if mesh is None else mesh
   parallel.check_batch_size(config.data.batch_size, mesh)
   nets = inference.Networks.from_config(config)
@@ -66,11 +68,12 @@ def setup(config, workdir, mesh=None):
       frozen_lib.load_or_init(nets.frozen, config, jax.random.key(config.seed + 1)), mesh)
   datasets = sources.load(config, nets.frozen, frozen_vars, workdir)
   sampler = pipeline.ClipSampler(
-      [datasets.train.frames.shape[1]] * len(datasets.train), batch_size=config.data.batch_size,
+      datasets.train.frame_numbers, batch_size=config.data.batch_size,
       frames_per_clip=config.data.frames_per_clip, seed=config.seed,
   )
   video_ids, frame_numbers = sampler.plan(0)
-  example = pipeline.make_batch(datasets.train, datasets.train_tokens, video_ids, frame_numbers,
+  rows = pipeline.host_rows(config.data.batch_size, jax.process_index(), jax.process_count())
+  example = pipeline.make_batch(datasets.train, datasets.train_tokens, video_ids[rows], frame_numbers,
                                 config.data.video_length)
   state = parallel.replicate(train_step.init_state(nets, config, jax.random.key(config.seed), example), mesh)
   return Experiment(nets, mesh, frozen_vars, datasets, sampler, state)
@@ -109,8 +112,8 @@ def train(config, workdir, progress=True, mesh=None):
     writer.write_hparams(config.to_dict())
   batches = pipeline.prefetch(pipeline.training_batches(
       datasets.train, datasets.train_tokens, sampler, video_length=config.data.video_length, first_step=first_step,
-      process_index=jax.process_index(), process_count=jax.process_count(),
-  ))
+      process_index=jax.process_index(), process_count=jax.process_count(), read_threads=config.data.read_threads,
+  ), size=config.data.prefetch)
   t = config.train
   eval_metrics = {}
   bar = tqdm.tqdm(total=t.num_steps, initial=first_step, disable=not (progress and main), unit="step")
@@ -147,7 +150,10 @@ def main(argv):
     config_validation.validate(flags.FLAGS.config)
   except config_validation.ConfigError as e:
     raise app.UsageError(f"invalid config: {e}") from None
-  state, eval_metrics = train(flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.progress)
+  try:
+    state, eval_metrics = train(flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.progress)
+  except prepared.PreparedDatasetError as e:
+    raise app.UsageError(f"dataset: {e}") from None
   logging.info("Finished at step %d: %s", int(state.step), eval_metrics)
   print({k: round(v, 6) for k, v in eval_metrics.items()})
 

@@ -38,10 +38,15 @@ class FrozenNetworks:
   def render(self, variables, w_plus):
     """w_plus: [n, n_latent, style_dim] -> images [n, H_G, W_G, 3] float32 in about [-1, 1].
 
-    With remat_generator the backward pass recomputes the generator's activations instead of storing them.
+    With remat_generator the images are rendered one after another and the backward pass recomputes each image's
+    activations instead of storing them: one image's activations are live at a time instead of n images' (the
+    generator's backward would otherwise need all of them at once), for a second forward pass and no batching.
     """
-    apply = jax.checkpoint(self.generator.apply) if self.remat_generator else self.generator.apply
-    return apply(*self._cast((variables["generator"], w_plus))).astype(jnp.float32)
+    generator_vars, w_plus = self._cast((variables["generator"], w_plus))
+    if not self.remat_generator:
+      return self.generator.apply(generator_vars, w_plus).astype(jnp.float32)
+    render_one = jax.checkpoint(lambda w: self.generator.apply(generator_vars, w[None])[0])
+    return jax.lax.map(render_one, w_plus).astype(jnp.float32)
 
   def mapping(self, variables, z):
     return self.generator.apply(variables["generator"], z, method=stylegan2.Generator.mapping)

@@ -1,0 +1,63 @@
+"""Writing results: the output video (mp4 or gif by extension), the side-by-side comparison and raw frames (.npy).
+
+Every file is written atomically (a temporary file in the same folder, then renamed), so a failure leaves none.
+"""
+
+import os
+import tempfile
+
+import numpy as np
+
+from vidstyleode_jax import video_io
+from vidstyleode_jax.apps.errors import AppError
+
+WRITERS = {".mp4": video_io.write_mp4, ".gif": video_io.write_gif}
+
+
+def check_output_path(path, flag="--output"):
+  """Raises AppError before any work if `path` cannot be written: unknown extension or missing folder."""
+  extension = os.path.splitext(path)[1].lower()
+  if extension not in WRITERS:
+    raise AppError(f"{flag} {path}: the extension must be one of {sorted(WRITERS)}")
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise AppError(f"{flag} {path}: folder {folder} does not exist")
+
+
+def compare_path(path):
+  """OUT.mp4 -> OUT_compare.mp4."""
+  stem, extension = os.path.splitext(path)
+  return f"{stem}_compare{extension}"
+
+
+def write_video(path, frames, fps):
+  """frames: [N, H, W, 3] uint8 or float in [-1, 1]."""
+  WRITERS[os.path.splitext(path)[1].lower()](path, frames, fps)
+
+
+def save_npy(path, array):
+  """np.save, atomically."""
+  handle, temp_path = tempfile.mkstemp(suffix=".npy.tmp", dir=os.path.dirname(os.path.abspath(path)))
+  try:
+    with os.fdopen(handle, "wb") as f:
+      np.save(f, array)
+    os.chmod(temp_path, 0o644)
+    os.replace(temp_path, path)
+  finally:
+    if os.path.exists(temp_path):
+      os.remove(temp_path)
+
+
+def write_result(result, path, title, side_by_side=False, frames_path=None):
+  """Writes result.frames to `path`, the inputs | output grid to OUT_compare, and the raw float32 frames."""
+  written = []
+  if frames_path is not None:
+    save_npy(frames_path, result.frames.astype(np.float32))
+    written.append(frames_path)
+  if side_by_side:
+    columns = {name: video[None] for name, video in result.compare.items()}
+    columns[title] = result.frames[None]
+    write_video(compare_path(path), video_io.video_grid(columns), result.fps)
+    written.append(compare_path(path))
+  write_video(path, result.frames, result.fps)
+  return [path] + written
