@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests import test_prepare
 from tests.conftest import tiny_config
 from vidstyleode_jax import inference
 from vidstyleode_jax import train
@@ -27,6 +28,7 @@ from vidstyleode_jax.apps import inputs
 from vidstyleode_jax.apps import renderer as renderer_lib
 from vidstyleode_jax.apps import trained_run
 from vidstyleode_jax.models import frozen as frozen_lib
+from vidstyleode_jax.models.psp import PSPEncoder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = 1e-5
@@ -114,6 +116,23 @@ def test_edit_with_a_text_direction_changes_the_frames(run):
   edited = applications.edit(run.renderer, video, wplus, tokenizer("a reddish figure"), tokenizer("a bluish figure"),
                              2.0).frames
   assert np.abs(edited - run.reconstruction(0)).max() > 1e-3
+
+
+def test_psp_inverts_the_frames_the_application_reads(run, tmp_path):
+  """--psp DIR gives what --inversions gives with W+ from the encoder applied directly to the decoded frames."""
+  psp_dir = str(tmp_path / "psp")
+  variables = test_prepare.write_tiny_psp(psp_dir)
+  video, _ = run.read(0)
+  images = video.frames.astype(np.float32) / 127.5 - 1.0  # 32x32: already the encoder's input size
+  np.save(tmp_path / "direct.npy", np.asarray(PSPEncoder(**test_prepare.ENCODER_FIELDS).apply(variables, images)))
+  outputs = {}
+  for name, flags in (("psp", ["--psp", psp_dir]), ("direct", ["--inversions", str(tmp_path / "direct.npy")])):
+    raw = str(tmp_path / f"{name}.npy")
+    assert cli.main(["edit", "--workdir", run.workdir, "--video", run.path("demo_0.mp4"), *flags, "--source",
+                     "a reddish figure", "--target", "a bluish figure", "--alpha", "1", "--resolution", "data",
+                     "--output", str(tmp_path / f"{name}.mp4"), "--save-frames", raw, "--no-progress"]) == 0
+    outputs[name] = np.load(raw)
+  assert_close(outputs["psp"], outputs["direct"])
 
 
 def test_interpolate_at_the_observed_frames_is_the_reconstruction(run):
