@@ -1,11 +1,18 @@
-"""Shared fixtures: a smaller variant of the demo config for fast end-to-end tests."""
+"""Shared fixtures: a smaller variant of the demo config for fast end-to-end tests.
+
+JAX's persistent compilation cache is turned on for the whole session, subprocesses included (they inherit the
+environment): the same train step, generator or app program compiled by several tests is compiled once.
+"""
 
 import os
 import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(REPO, ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+sys.path.insert(0, REPO)
 
 from configs import demo  # noqa: E402
 

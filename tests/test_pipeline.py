@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import tiny_config
 from vidstyleode_jax import config_validation
-from vidstyleode_jax import evaluate
+from vidstyleode_jax import heldout
 from vidstyleode_jax import inference
 from vidstyleode_jax import train
 from vidstyleode_jax.data import pipeline
@@ -106,7 +106,7 @@ def test_prepared_kind_gives_the_same_batches_and_eval_clips_as_the_synthetic_ki
   np.testing.assert_array_equal(batch["times"][0], (frame_numbers / d.video_length).astype(np.float32))
 
   for num_videos in (None, 2):
-    clips = [evaluate.eval_clips(nets, data.eval, data.eval_tokens, num_videos)
+    clips = [heldout.eval_clips(nets, data.eval, data.eval_tokens, num_videos)
              for data in (synthetic_data, prepared_data)]
     for a, b in zip(*clips):
       np.testing.assert_array_equal(a, b)

@@ -20,7 +20,7 @@ from ml_collections import config_flags
 
 from vidstyleode_jax import checkpointing
 from vidstyleode_jax import config_validation
-from vidstyleode_jax import evaluate
+from vidstyleode_jax import heldout
 from vidstyleode_jax import inference
 from vidstyleode_jax import metric_writers
 from vidstyleode_jax import parallel
@@ -91,10 +91,10 @@ def train(config, workdir, progress=True, mesh=None):
   first_step = int(state.step)
 
   step_fn = train_step.make_train_step(nets, mesh)
-  evaluate_fn = evaluate.make_evaluate(nets)
-  sample_fn = evaluate.make_sample_columns(nets)
-  frames01, wplus, _, times = evaluate.eval_clips(nets, datasets.eval, datasets.eval_tokens)
-  sample_clips = evaluate.eval_clips(nets, datasets.eval, datasets.eval_tokens, NUM_SAMPLE_VIDEOS)
+  evaluate_fn = heldout.make_evaluate(nets)
+  sample_fn = heldout.make_sample_columns(nets)
+  frames01, wplus, _, times = heldout.eval_clips(nets, datasets.eval, datasets.eval_tokens)
+  sample_clips = heldout.eval_clips(nets, datasets.eval, datasets.eval_tokens, NUM_SAMPLE_VIDEOS)
 
   def evaluate_and_sample(step, state):
     metrics = evaluate_fn(state.params, frozen_vars, frames01, wplus, times)
@@ -102,7 +102,7 @@ def train(config, workdir, progress=True, mesh=None):
     writer.write_scalars(step, metrics)
     if main:
       columns = sample_fn(state.params, frozen_vars, *sample_clips)
-      evaluate.write_samples(workdir, step, jax.device_get(columns), fps=8)
+      heldout.write_samples(workdir, step, jax.device_get(columns), fps=8)
     return metrics
 
   main = parallel.is_main_process()
