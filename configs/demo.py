@@ -66,6 +66,7 @@ def get_config():
       width=64,
       depth=3,
       num_heads=4,
+      mlp_dim=256,
       pretrained_grid=4,
       short_side=32,
       key_layer=2,

@@ -11,10 +11,11 @@ then train:
   python -m vidstyleode_jax.train --config=configs/fashion.py --workdir=/path/to/run \
       --config.data.dataset_dir=data/fashion \
       --config.generator.checkpoint=/path/to/ported/stylegan_human_v2_1024 \
-      --config.clip.checkpoint=/path/to/ported/clip_vit_b32 --config.clip.tokenizer=/path/to/ported/clip_vit_b32 \
-      --config.dino.checkpoint=/path/to/ported/dino_vitb16
+      --config.clip.checkpoint=/path/to/ported/clip_vit_b32 --config.dino.checkpoint=/path/to/ported/dino_vitb16
 
-Every value follows the official configuration (architecture.md §12-§13). Without the ported weights and the
+Every value follows the official configuration (docs/model.md). The frozen networks' architectures are not here:
+each comes from its ported folder's architecture.json (StyleGAN-Human: 1024x512, conv_clamp 256; CLIP ViT-B/32;
+DINO ViT-B/16), and the CLIP tokenizer is the ported CLIP's (port it with --bpe). Without the ported weights and the
 prepared dataset the run stops at start-up and names what is missing. The schedules plateau at 200k steps; the
 original trains on 1 GPU with batch 3. `python -m vidstyleode_jax.bench --config=configs/fashion.py --loader_only`
 measures the input pipeline alone.
@@ -47,41 +48,20 @@ def get_config():
       read_threads=6,  # threads reading the clips of a batch
       prefetch=4,  # batches kept ready ahead of the train step
   )
+  # The architectures come from the ported folders; these sections hold the choices only.
   c.generator = dict(
       checkpoint=f"{PORTED}/stylegan_human_v2_1024",
-      resolution=1024,
-      aspect=2,
-      style_dim=512,
-      n_mlp=8,
-      channel_multiplier=2,
-      channel_divisor=1,
       remat=False,  # recompute generator activations in the backward pass
   )
   c.clip = dict(
       checkpoint=f"{PORTED}/clip_vit_b32",
-      tokenizer=f"{PORTED}/clip_vit_b32",
-      embed_dim=512,
-      image_size=224,
-      vision_patch_size=32,
-      vision_width=768,
-      vision_depth=12,
-      vision_heads=12,
-      vocab_size=49408,
-      context_length=77,
-      text_width=512,
-      text_depth=12,
-      text_heads=8,
+      tokenizer="",  # empty: the vocabulary ported with the CLIP checkpoint (--bpe)
   )
   c.dino = dict(
       checkpoint=f"{PORTED}/dino_vitb16",
-      patch_size=16,
-      width=768,
-      depth=12,
-      num_heads=12,
-      pretrained_grid=14,
-      short_side=244,
-      key_layer=11,
-      cls_layer=8,
+      short_side=244,  # images are resized to this short side before DINO (224 in Splice)
+      key_layer=11,  # the block whose attention keys give the structure loss's self-similarity
+      cls_layer=8,  # the block whose CLS token is the appearance loss's descriptor
   )
   c.dynamics = dict(
       height=128,

@@ -10,20 +10,22 @@ then train:
   python -m vidstyleode_jax.train --config=configs/ravdess.py --workdir=/path/to/run \
       --config.data.dataset_dir=data/ravdess
 
-Differences from configs/fashion.py follow architecture.md §12: square 256x256 frames and 1024x1024 generator,
-8x8 dynamics grid (64 tokens), batch 2, 2 decoded frames, video_length 100, no skipped frames, and its own loss
-schedules.
+Differences from configs/fashion.py follow the official RAVDESS configuration (docs/model.md): square 256x256
+frames and a 1024x1024 generator (from its ported folder), 8x8 dynamics grid (64 tokens), batch 2, 2 decoded frames,
+video_length 100, no skipped frames, and its own loss schedules.
 """
 
-from configs import fashion
+from vidstyleode_jax import config_files
 from vidstyleode_jax import schedules
+
+fashion = config_files.sibling(__file__, "fashion")
 
 
 def get_config():
   c = fashion.get_config()
   c.data.update(dataset_dir="data/ravdess", height=256, width=256, batch_size=2, frames_decoded=2,
                 video_length=100.0, skip_frames=0, num_eval_videos=4)
-  c.generator.update(checkpoint=f"{fashion.PORTED}/stylegan2_ffhq_1024", aspect=1)
+  c.generator.checkpoint = f"{fashion.PORTED}/stylegan2_ffhq_1024"
   c.psp = dict(checkpoint=f"{fashion.PORTED}/psp_ffhq_encode")
   c.dynamics.update(height=128, width=128)
   c.modulation.num_dynamics_tokens = 64

@@ -18,6 +18,8 @@ import jax
 import numpy as np
 
 from port_weights import output
+from vidstyleode_jax import errors
+from vidstyleode_jax.errors import UserError
 
 # KIND -> (module implementing it, one-line summary for the top-level help).
 KINDS = {
@@ -30,12 +32,12 @@ KINDS = {
 
 
 def import_kind(kind: str) -> ModuleType:
-  """The module implementing `kind`; PortError if it (or a dependency) cannot be imported."""
+  """The module implementing `kind`; UserError if it (or a dependency) cannot be imported."""
   module_name = KINDS[kind][0]
   try:
     return importlib.import_module(module_name)
   except ImportError as error:
-    raise output.PortError(f"kind {kind!r} is not available: cannot import {module_name} ({error})") from None
+    raise UserError(f"kind {kind!r} is not available: cannot import {module_name} ({error})") from None
 
 
 def build_parser(kind_module: tuple[str, ModuleType] | None = None) -> argparse.ArgumentParser:
@@ -72,26 +74,19 @@ def summary(ported: output.Ported, src: str, dst: str) -> str:
   return "\n".join(lines)
 
 
+@errors.exits_on_user_error("port_weights")
 def main(argv: Sequence[str] | None = None) -> int:
-  """Runs the CLI; returns the exit status (argparse usage errors exit with status 2 via SystemExit)."""
+  """Runs the CLI; returns the exit status (1 with one line for a user error; argparse usage errors exit 2)."""
   argv = list(sys.argv[1:] if argv is None else argv)
   kind = argv[0] if argv and argv[0] in KINDS else None
-  try:
-    kind_module = (kind, import_kind(kind)) if kind is not None else None
-  except output.PortError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
+  kind_module = (kind, import_kind(kind)) if kind is not None else None
   args = build_parser(kind_module).parse_args(argv)
-  try:
-    if not os.path.exists(args.src):
-      raise output.PortError(f"{args.src}: no such file or directory")
-    if os.path.exists(args.dst):
-      raise output.PortError(f"{args.dst}: destination already exists; remove it or choose another DST")
-    ported = kind_module[1].port(args.src, args)
-    output.write(ported, args.src, args.dst)
-  except output.PortError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
+  if not os.path.exists(args.src):
+    raise UserError(f"{args.src}: no such file or directory")
+  if os.path.exists(args.dst):
+    raise UserError(f"{args.dst}: destination already exists; remove it or choose another DST")
+  ported = kind_module[1].port(args.src, args)
+  output.write(ported, args.src, args.dst)
   print(summary(ported, args.src, args.dst))
   return 0
 

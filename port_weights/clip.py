@@ -25,8 +25,9 @@ import torch
 import transformers
 
 from port_weights import hf_vision
-from port_weights.output import PortError, Ported
+from port_weights.output import Ported
 from vidstyleode_jax import text
+from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import clip as clip_lib
 
 DESCRIPTION = (
@@ -167,9 +168,9 @@ def read_openai_file(src: str) -> dict:
       return dict(torch.jit.load(src, map_location="cpu").state_dict())
     state_dict = torch.load(src, map_location="cpu", weights_only=True)
   except Exception as error:  # torch raises many types for files it cannot read
-    raise PortError(f"{src}: not a readable TorchScript archive or torch.save file: {error}") from None
+    raise UserError(f"{src}: not a readable TorchScript archive or torch.save file: {error}") from None
   if not isinstance(state_dict, Mapping):
-    raise PortError(f"{src}: expected a state dict, found {type(state_dict).__name__}")
+    raise UserError(f"{src}: expected a state dict, found {type(state_dict).__name__}")
   return dict(state_dict)
 
 
@@ -178,7 +179,7 @@ def read_hf_folder(src: str) -> tuple[transformers.CLIPConfig, dict]:
   try:
     config = transformers.CLIPConfig.from_pretrained(src)
   except (OSError, ValueError) as error:
-    raise PortError(f"{src}: no readable CLIP config.json: {error}") from None
+    raise UserError(f"{src}: no readable CLIP config.json: {error}") from None
   return config, hf_vision.load_hf_weights(src)
 
 
@@ -188,9 +189,9 @@ def openai_tokenizer(bpe_path: str, vocab_size: int, src: str) -> dict[str, byte
     try:
       size = text.convert_openai_bpe(bpe_path, folder)
     except (OSError, EOFError, UnicodeDecodeError) as error:
-      raise PortError(f"{bpe_path}: not a readable bpe_simple_vocab_16e6.txt.gz: {error}") from None
+      raise UserError(f"{bpe_path}: not a readable bpe_simple_vocab_16e6.txt.gz: {error}") from None
     if size != vocab_size:
-      raise PortError(f"{src}: {bpe_path} gives {size} tokens, but token_embedding.weight has {vocab_size} rows")
+      raise UserError(f"{src}: {bpe_path} gives {size} tokens, but token_embedding.weight has {vocab_size} rows")
     files = {}
     for name in TOKENIZER_FILES:
       with open(os.path.join(folder, name), "rb") as f:
@@ -214,7 +215,7 @@ def port(src: str, args: argparse.Namespace) -> Ported:
   try:
     if os.path.isdir(src):
       if args.bpe:
-        raise PortError(f"{src}: --bpe is for OpenAI files; a Hugging Face folder's tokenizer files are copied")
+        raise UserError(f"{src}: --bpe is for OpenAI files; a Hugging Face folder's tokenizer files are copied")
       config, state_dict = read_hf_folder(src)
       fields = hf_fields(config)
       params = hf_vision.convert_hf_clip(state_dict, expected_params(fields))
@@ -224,7 +225,7 @@ def port(src: str, args: argparse.Namespace) -> Ported:
       source_format = "openai"
       extra_files = openai_tokenizer(args.bpe, fields["vocab_size"], src) if args.bpe else {}
   except hf_vision.ConversionError as error:
-    raise PortError(f"{src}: {error}") from None
+    raise UserError(f"{src}: {error}") from None
   if set(extra_files) != set(TOKENIZER_FILES):
     warnings.warn(
         f"{src}: no tokenizer ({' and '.join(TOKENIZER_FILES)}) written to DST"

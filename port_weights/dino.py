@@ -22,8 +22,9 @@ import jax.numpy as jnp
 import transformers
 
 from port_weights import hf_vision
-from port_weights.output import PortError, Ported
+from port_weights.output import Ported
 from port_weights.stylegan2 import load_torch_file
+from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import dino as dino_lib
 
 DESCRIPTION = (
@@ -131,10 +132,10 @@ def backbone(checkpoint: Mapping[str, Any], which: str, src: str) -> tuple[dict,
   if not {"teacher", "student"} & set(checkpoint):
     return dict(checkpoint), "state_dict"
   if which not in checkpoint:
-    raise PortError(f"{src}: a full checkpoint without {which!r}; its entries are {sorted(checkpoint)}")
+    raise UserError(f"{src}: a full checkpoint without {which!r}; its entries are {sorted(checkpoint)}")
   network = checkpoint[which]
   if not isinstance(network, Mapping):
-    raise PortError(f"{src}: entry {which!r} is a {type(network).__name__}, expected a state dict")
+    raise UserError(f"{src}: entry {which!r} is a {type(network).__name__}, expected a state dict")
   state_dict = {}
   for key, value in network.items():
     for prefix in NETWORK_PREFIXES:
@@ -150,7 +151,7 @@ def port(src: str, args: argparse.Namespace) -> Ported:
       try:
         config = transformers.ViTConfig.from_pretrained(src)
       except (OSError, ValueError) as error:
-        raise PortError(f"{src}: no readable ViT config.json: {error}") from None
+        raise UserError(f"{src}: no readable ViT config.json: {error}") from None
       state_dict = hf_vision.load_hf_weights(src)
       fields = hf_fields(config, state_dict)
       params = hf_vision.convert_hf_vit(state_dict, expected_params(fields))
@@ -158,11 +159,11 @@ def port(src: str, args: argparse.Namespace) -> Ported:
     else:
       checkpoint = load_torch_file(src)
       if not isinstance(checkpoint, Mapping):
-        raise PortError(f"{src}: expected a state dict or a full checkpoint, found {type(checkpoint).__name__}")
+        raise UserError(f"{src}: expected a state dict or a full checkpoint, found {type(checkpoint).__name__}")
       state_dict, source_entry = backbone(checkpoint, args.which, src)
       fields, params = convert_dino_vit(state_dict)
   except hf_vision.ConversionError as error:
-    raise PortError(f"{src}: {error}") from None
+    raise UserError(f"{src}: {error}") from None
   architecture = {
       "kind": "dino",
       "module": MODULE,

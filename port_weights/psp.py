@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from port_weights import rules, stylegan2
-from port_weights.output import PortError, Ported, check_variables
+from port_weights.output import Ported, check_variables
+from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import psp
 from vidstyleode_jax.models.stylegan2 import Generator
 
@@ -111,17 +112,17 @@ def map_encoder(state_dict: Mapping[str, np.ndarray], src: str) -> tuple[dict, d
     unknown: the keys (with prefix) that match no rule; BN `num_batches_tracked` is ignored.
 
   Raises:
-    PortError: naming the key and its shape when an array has the wrong rank.
+    UserError: naming the key and its shape when an array has the wrong rank.
   """
   try:
     return rules.map_keys(state_dict, _RULES, ("params", "batch_stats"), key_prefix="encoder.")
   except ValueError as error:
-    raise PortError(f"{src}: {error}") from None
+    raise UserError(f"{src}: {error}") from None
 
 
 def _shape(state_dict: Mapping[str, np.ndarray], key: str, src: str) -> tuple[int, ...]:
   if key not in state_dict:
-    raise PortError(f"{src}: missing key 'encoder.{key}', needed to infer the architecture")
+    raise UserError(f"{src}: missing key 'encoder.{key}', needed to infer the architecture")
   return tuple(state_dict[key].shape)
 
 
@@ -129,11 +130,11 @@ def infer_encoder_fields(state_dict: Mapping[str, np.ndarray], src: str) -> dict
   """PSPEncoder fields from the encoder keys (without prefix): stage depths, style count and width, input size.
 
   Raises:
-    PortError: when the unit count is not IR-SE50's 24 or a key needed for the inference is missing.
+    UserError: when the unit count is not IR-SE50's 24 or a key needed for the inference is missing.
   """
   units = {int(match[1]) for key in state_dict if (match := re.match(r"body\.(\d+)\.", key))}
   if units != set(range(sum(IR_SE50_UNITS))):
-    raise PortError(f"{src}: found {len(units)} bottleneck units 'encoder.body.*', expected the "
+    raise UserError(f"{src}: found {len(units)} bottleneck units 'encoder.body.*', expected the "
                     f"{sum(IR_SE50_UNITS)} of IR-SE50 (pSp's GradualStyleEncoder supports only num_layers 50)")
   last_units = np.cumsum(IR_SE50_UNITS) - 1
   stage_channels = [_shape(state_dict, f"body.{n}.res_layer.1.weight", src)[0] for n in last_units]
@@ -154,9 +155,9 @@ def _check_opts(opts: Mapping[str, Any], src: str) -> None:
   """Refuses pSp variants this port does not implement: other encoders and learn_in_w."""
   encoder_type = opts.get("encoder_type", "GradualStyleEncoder")
   if encoder_type != "GradualStyleEncoder":
-    raise PortError(f"{src}: opts['encoder_type'] is {encoder_type!r}; only 'GradualStyleEncoder' is supported")
+    raise UserError(f"{src}: opts['encoder_type'] is {encoder_type!r}; only 'GradualStyleEncoder' is supported")
   if opts.get("learn_in_w", False):
-    raise PortError(f"{src}: opts['learn_in_w'] is True (a W encoder); only the W+ GradualStyleEncoder is supported")
+    raise UserError(f"{src}: opts['learn_in_w'] is True (a W encoder); only the W+ GradualStyleEncoder is supported")
 
 
 def encoder_variables(state_dict: Mapping[str, np.ndarray], src: str, input_channels: int,
@@ -174,7 +175,7 @@ def encoder_variables(state_dict: Mapping[str, np.ndarray], src: str, input_chan
     (fields, variables): PSPEncoder constructor fields; {"params", "batch_stats"[, "latent_avg"]} float32 arrays.
 
   Raises:
-    PortError: naming the file and the first unexpected, missing or mis-shaped key with its shapes.
+    UserError: naming the file and the first unexpected, missing or mis-shaped key with its shapes.
   """
   fields = dict(infer_encoder_fields(state_dict, src), add_latent_avg=latent_avg is not None)
   trees, sources, unknown = map_encoder(state_dict, src)
@@ -190,11 +191,11 @@ def port(src: str, args: argparse.Namespace) -> Ported:
   checkpoint = stylegan2.load_torch_file(src)
   if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("state_dict"), Mapping):
     found = sorted(checkpoint) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
-    raise PortError(f"{src}: expected a dict with a 'state_dict' entry (a pSp checkpoint), found {found}")
+    raise UserError(f"{src}: expected a dict with a 'state_dict' entry (a pSp checkpoint), found {found}")
   opts = checkpoint.get("opts") or {}
   opts = vars(opts) if isinstance(opts, argparse.Namespace) else opts
   if not isinstance(opts, Mapping):
-    raise PortError(f"{src}: entry 'opts' is a {type(opts).__name__}, expected a dict of pSp options")
+    raise UserError(f"{src}: entry 'opts' is a {type(opts).__name__}, expected a dict of pSp options")
   _check_opts(opts, src)
   encoder_dict, decoder_dict, unexpected = {}, {}, []
   for key, value in checkpoint["state_dict"].items():
@@ -206,12 +207,12 @@ def port(src: str, args: argparse.Namespace) -> Ported:
 
   input_channels = _shape(encoder_dict, "input_layer.0.weight", src)[1]
   if input_channels != opts.get("input_nc", input_channels):
-    raise PortError(f"{src}: key 'encoder.input_layer.0.weight' takes {input_channels} input channels, but "
+    raise UserError(f"{src}: key 'encoder.input_layer.0.weight' takes {input_channels} input channels, but "
                     f"opts['input_nc'] is {opts['input_nc']}")
   latent_avg = checkpoint.get("latent_avg")
   if opts.get("start_from_latent_avg", latent_avg is not None):
     if not isinstance(latent_avg, torch.Tensor):
-      raise PortError(f"{src}: opts['start_from_latent_avg'] is set but the file has no 'latent_avg' tensor")
+      raise UserError(f"{src}: opts['start_from_latent_avg'] is set but the file has no 'latent_avg' tensor")
     latent_avg = latent_avg.float().numpy()
   else:
     latent_avg = None  # pSp adds it only with start_from_latent_avg
@@ -219,15 +220,15 @@ def port(src: str, args: argparse.Namespace) -> Ported:
   encoder = psp.PSPEncoder(**fields)
 
   if not decoder_dict:
-    raise PortError(f"{src}: no 'decoder.*' keys; a pSp checkpoint holds its StyleGAN2 generator there")
+    raise UserError(f"{src}: no 'decoder.*' keys; a pSp checkpoint holds its StyleGAN2 generator there")
   decoder_fields = stylegan2.infer_fields(decoder_dict, src)
   decoder = Generator(**decoder_fields)
   if (decoder.n_latent, decoder.style_dim) != (encoder.n_styles, encoder.style_dim):
-    raise PortError(f"{src}: the encoder writes W+ of shape [{encoder.n_styles}, {encoder.style_dim}] but the "
+    raise UserError(f"{src}: the encoder writes W+ of shape [{encoder.n_styles}, {encoder.style_dim}] but the "
                     f"decoder reads [{decoder.n_latent}, {decoder.style_dim}]")
   output_size = opts.get("output_size", decoder.resolution)
   if output_size != decoder.resolution:
-    raise PortError(f"{src}: opts['output_size'] is {output_size} but the decoder keys describe a "
+    raise UserError(f"{src}: opts['output_size'] is {output_size} but the decoder keys describe a "
                     f"{decoder.resolution} px generator")
   source_of = {key: (f"decoder.{key}", tuple(value.shape)) for key, value in decoder_dict.items()}
   trees["decoder"] = stylegan2.generator_variables(decoder_dict, decoder_fields, src, source_of=source_of)

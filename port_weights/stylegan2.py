@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from port_weights import rosinality
-from port_weights.output import PortError, Ported, check_variables
+from port_weights.output import Ported, check_variables
+from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models.stylegan2 import Generator
 
 DESCRIPTION = (
@@ -40,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_torch_file(src: str) -> Any:
-  """torch.load(src) on CPU with weights_only=True, argparse.Namespace allowed; PortError on any failure."""
+  """torch.load(src) on CPU with weights_only=True, argparse.Namespace allowed; UserError on any failure."""
   try:
     with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
       warnings.simplefilter("ignore", UserWarning)
@@ -48,17 +49,17 @@ def load_torch_file(src: str) -> Any:
   except pickle.UnpicklingError as error:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
     reason = next((line for line in lines if "GLOBAL" in line or "nsupported" in line), lines[0])
-    raise PortError(
+    raise UserError(
         f"{src}: refused to unpickle: the file holds objects outside the weights-only allow-list ({reason}); "
         "nothing in the file was executed"
     ) from None
   except (RuntimeError, EOFError, OSError, ValueError) as error:
-    raise PortError(f"{src}: not a readable torch.save file (truncated or corrupt?): {error}") from None
+    raise UserError(f"{src}: not a readable torch.save file (truncated or corrupt?): {error}") from None
 
 
 def _shape(state_dict: Mapping[str, Any], key: str, src: str) -> tuple[int, ...]:
   if key not in state_dict:
-    raise PortError(f"{src}: missing key {key!r}, needed to infer the architecture")
+    raise UserError(f"{src}: missing key {key!r}, needed to infer the architecture")
   return tuple(state_dict[key].shape)
 
 
@@ -66,13 +67,13 @@ def infer_fields(state_dict: Mapping[str, Any], src: str) -> dict:
   """Generator fields from rosinality keys (checkpoints.md §1.2); the channel divisor is 512 // C(4).
 
   Raises:
-    PortError: naming the key whose presence or shape does not fit a rosinality generator.
+    UserError: naming the key whose presence or shape does not fit a rosinality generator.
   """
   n_mlp = len([key for key in state_dict if re.fullmatch(r"style\.\d+\.weight", key)])
   style_dim = _shape(state_dict, "conv1.conv.modulation.weight", src)[-1]
   input_shape = _shape(state_dict, "input.input", src)
   if len(input_shape) != 4 or input_shape[2] != 4 or input_shape[3] not in (1, 2, 4) or 512 % input_shape[1]:
-    raise PortError(f"{src}: key 'input.input' has shape {list(input_shape)}, expected [1, C, 4, 4 / aspect] "
+    raise UserError(f"{src}: key 'input.input' has shape {list(input_shape)}, expected [1, C, 4, 4 / aspect] "
                     "with C dividing 512 and aspect 1, 2 or 4")
   channel_divisor = 512 // input_shape[1]
   n_blocks = len({match[1] for key in state_dict if (match := re.match(r"to_rgbs\.(\d+)\.", key))})
@@ -82,7 +83,7 @@ def infer_fields(state_dict: Mapping[str, Any], src: str) -> dict:
     key = "convs.6.conv.weight"  # the first block at 64 px: C(64) = 256 * channel_multiplier / channel_divisor
     channels_64 = _shape(state_dict, key, src)[1] * channel_divisor
     if channels_64 % 256:
-      raise PortError(f"{src}: key {key!r} has {channels_64 // channel_divisor} output channels, expected a "
+      raise UserError(f"{src}: key {key!r} has {channels_64 // channel_divisor} output channels, expected a "
                       f"multiple of {256 // channel_divisor} (256 * channel_multiplier / {channel_divisor})")
     channel_multiplier = channels_64 // 256
   return dict(resolution=resolution, aspect=4 // input_shape[3], style_dim=style_dim, n_mlp=n_mlp,
@@ -112,19 +113,19 @@ def generator_variables(state_dict: Mapping[str, Any], fields: dict, src: str, l
     {"params", "noise"[, "latent_avg"]}: nested dicts of float32 numpy arrays.
 
   Raises:
-    PortError: on unexpected, missing or mis-shaped keys, or stored FIR kernels that differ from the recomputed ones.
+    UserError: on unexpected, missing or mis-shaped keys, or stored FIR kernels that differ from the recomputed ones.
   """
   try:
     trees, sources, unknown = rosinality.map_generator(state_dict)
   except ValueError as error:
-    raise PortError(f"{src}: {error}") from None
+    raise UserError(f"{src}: {error}") from None
   if source_of is not None:
     sources = {path: source_of.get(key, (key, shape)) for path, (key, shape) in sources.items()}
   check_variables(trees, expected_variables(Generator(**fields)), src, sources, [*unexpected_keys, *unknown])
   if latent_avg is not None:
     latent_avg = np.asarray(latent_avg, dtype=np.float32)
     if latent_avg.shape != (fields["style_dim"],):
-      raise PortError(f"{src}: latent_avg has shape {list(latent_avg.shape)}, expected [{fields['style_dim']}]")
+      raise UserError(f"{src}: latent_avg has shape {list(latent_avg.shape)}, expected [{fields['style_dim']}]")
     trees["latent_avg"] = {"w": latent_avg}
   return trees
 
@@ -133,9 +134,9 @@ def port(src: str, args: argparse.Namespace) -> Ported:
   checkpoint = load_torch_file(src)
   if not isinstance(checkpoint, Mapping) or args.generator not in checkpoint:
     found = sorted(checkpoint) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
-    raise PortError(f"{src}: expected a dict with the generator entry {args.generator!r}, found {found}")
+    raise UserError(f"{src}: expected a dict with the generator entry {args.generator!r}, found {found}")
   if not isinstance(checkpoint[args.generator], Mapping):
-    raise PortError(f"{src}: entry {args.generator!r} is a {type(checkpoint[args.generator]).__name__}, "
+    raise UserError(f"{src}: entry {args.generator!r} is a {type(checkpoint[args.generator]).__name__}, "
                     "expected a state dict")
   state_dict = {key: value.float().numpy() if isinstance(value, torch.Tensor) else value
                 for key, value in checkpoint[args.generator].items()}

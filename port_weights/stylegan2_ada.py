@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from port_weights import stylegan2
-from port_weights.output import PortError, Ported
+from port_weights.output import Ported
+from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models.stylegan2 import BLUR_KERNEL
 
 DESCRIPTION = (
@@ -110,9 +111,9 @@ def read_pickle(src: str) -> Any:
     with open(src, "rb") as f:
       return RestrictedUnpickler(f).load()
   except RefusedGlobal as error:
-    raise PortError(f"{src}: refused to unpickle: {error}; nothing in the file was executed") from None
+    raise UserError(f"{src}: refused to unpickle: {error}; nothing in the file was executed") from None
   except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, RuntimeError) as error:
-    raise PortError(f"{src}: not a readable network pickle (truncated or corrupt?): "
+    raise UserError(f"{src}: not a readable network pickle (truncated or corrupt?): "
                     f"{type(error).__name__}: {error}") from None
 
 
@@ -131,7 +132,7 @@ def flatten(record: Record, src: str, prefix: str = "") -> tuple[dict, dict]:
     if child is None:
       continue
     if not isinstance(child, Record):
-      raise PortError(f"{src}: module {prefix + name!r} is a {type(child).__name__}, not an NV persistent object")
+      raise UserError(f"{src}: module {prefix + name!r} is a {type(child).__name__}, not an NV persistent object")
     child_tensors, child_records = flatten(child, src, prefix + name + ".")
     tensors.update(child_tensors)
     records.update(child_records)
@@ -167,19 +168,19 @@ def to_rosinality(tensors: dict, src: str) -> tuple[dict, dict, list[str], np.nd
     (rosinality state dict, rosinality key -> (NV key, NV shape), unmapped NV keys, w_avg or None).
 
   Raises:
-    PortError: naming a resample filter that differs from outer([1, 3, 3, 1]) / 64.
+    UserError: naming a resample filter that differs from outer([1, 3, 3, 1]) / 64.
   """
   mapped, source_of, unknown, w_avg = {}, {}, [], None
   for key, value in tensors.items():
     if isinstance(value, torch.Tensor):
       value = value.detach().float().numpy()
     if not isinstance(value, np.ndarray):
-      raise PortError(f"{src}: key {key!r} holds a {type(value).__name__}, not a tensor")
+      raise UserError(f"{src}: key {key!r} holds a {type(value).__name__}, not a tensor")
     array = value.astype(np.float32, copy=False)
     target, convert = None, None
     if key.endswith("resample_filter"):
       if not np.array_equal(array * 4, BLUR_KERNEL):
-        raise PortError(f"{src}: key {key!r} of shape {list(array.shape)} differs from outer([1, 3, 3, 1]) / 64")
+        raise UserError(f"{src}: key {key!r} of shape {list(array.shape)} differs from outer([1, 3, 3, 1]) / 64")
       continue
     if key == "mapping.w_avg":
       w_avg = array
@@ -216,18 +217,18 @@ def _attribute(records: dict, class_names: tuple[str, ...], name: str, src: str,
   try:
     distinct = {None if value is None else float(value) for value in values.values()}
   except (TypeError, ValueError):
-    raise PortError(f"{src}: attribute {name} is not a number: {values}") from None
+    raise UserError(f"{src}: attribute {name} is not a number: {values}") from None
   if len(distinct) > 1:
-    raise PortError(f"{src}: layers disagree on {name}: " + ", ".join(f"{p}={v}" for p, v in values.items()))
+    raise UserError(f"{src}: layers disagree on {name}: " + ", ".join(f"{p}={v}" for p, v in values.items()))
   return distinct.pop() if distinct else default
 
 
 def _check_supported(records: dict, src: str) -> None:
   for prefix, record in records.items():
     if record.class_name == "SynthesisLayer" and record.state.get("activation", "lrelu") != "lrelu":
-      raise PortError(f"{src}: {prefix} uses activation {record.state['activation']!r}; only 'lrelu' is supported")
+      raise UserError(f"{src}: {prefix} uses activation {record.state['activation']!r}; only 'lrelu' is supported")
     if record.class_name == "SynthesisBlock" and record.state.get("architecture", "skip") != "skip":
-      raise PortError(f"{src}: {prefix} has architecture {record.state['architecture']!r}; only 'skip' is supported")
+      raise UserError(f"{src}: {prefix} has architecture {record.state['architecture']!r}; only 'skip' is supported")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -239,7 +240,7 @@ def port(src: str, args: argparse.Namespace) -> Ported:
   snapshot = read_pickle(src)
   if not isinstance(snapshot, dict) or not isinstance(snapshot.get(args.network), Record):
     found = sorted(map(str, snapshot)) if isinstance(snapshot, dict) else type(snapshot).__name__
-    raise PortError(f"{src}: expected a network pickle dict with a persistent {args.network!r}, found {found}")
+    raise UserError(f"{src}: expected a network pickle dict with a persistent {args.network!r}, found {found}")
   tensors, records = flatten(snapshot[args.network], src)
   _check_supported(records, src)
   state_dict, source_of, unknown, w_avg = to_rosinality(tensors, src)
@@ -251,12 +252,12 @@ def port(src: str, args: argparse.Namespace) -> Ported:
   )
   act_gain = _attribute(records, ("SynthesisLayer",), "act_gain", src, math.sqrt(2))
   if not math.isclose(act_gain, math.sqrt(2)):
-    raise PortError(f"{src}: synthesis layers use act_gain {act_gain}; only sqrt(2) is supported")
+    raise UserError(f"{src}: synthesis layers use act_gain {act_gain}; only sqrt(2) is supported")
   variables = stylegan2.generator_variables(state_dict, fields, src, w_avg, source_of, unknown)
   generator_kwargs = snapshot[args.network].state.get("_init_kwargs") or {}
   resolution = generator_kwargs.get("img_resolution", fields["resolution"])
   if resolution != fields["resolution"]:
-    raise PortError(f"{src}: _init_kwargs.img_resolution is {resolution} but the keys give {fields['resolution']}")
+    raise UserError(f"{src}: _init_kwargs.img_resolution is {resolution} but the keys give {fields['resolution']}")
   architecture = {
       "kind": "stylegan2-ada",
       "module": stylegan2.MODULE,

@@ -27,6 +27,7 @@ from vidstyleode_jax.apps import applications
 from vidstyleode_jax.apps import inputs
 from vidstyleode_jax.apps import renderer as renderer_lib
 from vidstyleode_jax.apps import trained_run
+from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import frozen as frozen_lib
 from vidstyleode_jax.models.psp import PSPEncoder
 
@@ -187,7 +188,7 @@ def test_animate_takes_the_image_content_and_the_driving_motion(run):
 def test_transfer_motion_full_and_empty_region(run, full):
   video, wplus = run.read(0)
   driving, _ = run.read(1)
-  region = np.full(video.native.shape[1:3], full)
+  region = np.full(video.native_size, full)
   result = applications.transfer_motion(run.renderer, video, wplus, driving, region)
   expected = run.with_motion_of(wplus[None], 1, run.video(0)[2]) if full else run.reconstruction(0)
   assert_close(result.frames, expected)
@@ -196,7 +197,7 @@ def test_transfer_motion_full_and_empty_region(run, full):
 def test_transfer_motion_of_a_half_region_mixes_both(run):
   video, wplus = run.read(0)
   driving, _ = run.read(1)
-  region = np.zeros(video.native.shape[1:3], bool)
+  region = np.zeros(video.native_size, bool)
   region[:, :16] = True
   frames = applications.transfer_motion(run.renderer, video, wplus, driving, region).frames
   for expected in (run.reconstruction(0), run.with_motion_of(wplus[None], 1, run.video(0)[2])):
@@ -265,7 +266,7 @@ def test_bad_inputs_fail_clearly_and_write_nothing(run, tmp_path, capsys, case):
 
 def test_checkpoint_shape_mismatch_names_the_parameter(run, tmp_path):
   workdir = without_config_json(run, tmp_path)
-  with pytest.raises(trained_run.AppError, match=r"parameter params/\S+ has shape \(\d.*\) in .* but the config "
+  with pytest.raises(UserError, match=r"parameter params/\S+ has shape \(\d.*\) in .* but the config "
                      r"builds \(\d"):
     trained_run.load(workdir, other_config(tmp_path, width=32, num_heads=4))
 

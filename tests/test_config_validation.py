@@ -7,12 +7,13 @@ import pytest
 from configs import fashion
 from vidstyleode_jax import config_validation
 from vidstyleode_jax import train
+from vidstyleode_jax.errors import UserError
 
 
 def test_token_count_mismatch_fails_before_compiling(config, tmp_path):
   config.modulation.num_dynamics_tokens = 20
   workdir = tmp_path / "run"
-  with pytest.raises(config_validation.ConfigError) as error:
+  with pytest.raises(UserError) as error:
     train.train(config, str(workdir), progress=False)
   message = str(error.value)
   assert "\n" not in message
@@ -33,8 +34,8 @@ def test_token_count_mismatch_fails_before_compiling(config, tmp_path):
 def test_mismatches_name_their_fields(config, field, value, names):
   section, key = field.split(".")
   config[section][key] = value
-  with pytest.raises(config_validation.ConfigError) as error:
-    config_validation.validate(config)
+  with pytest.raises(UserError) as error:
+    config_validation.resolve(config)
   assert "\n" not in str(error.value)
   for name in names:
     assert name in str(error.value)
@@ -42,8 +43,8 @@ def test_mismatches_name_their_fields(config, field, value, names):
 
 def test_paper_config_without_weights_names_what_is_missing(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
-  with pytest.raises(config_validation.ConfigError) as error:
-    config_validation.validate(fashion.get_config())
+  with pytest.raises(UserError) as error:
+    config_validation.resolve(fashion.get_config())
   message = str(error.value)
   for field in ("generator.checkpoint", "clip.checkpoint", "dino.checkpoint", "data.dataset_dir"):
     assert field in message
@@ -53,4 +54,4 @@ def test_paper_config_without_weights_names_what_is_missing(tmp_path, monkeypatc
 def test_demo_config_is_valid():
   from configs import demo
 
-  config_validation.validate(demo.get_config())
+  config_validation.resolve(demo.get_config())

@@ -10,11 +10,12 @@ import pytest
 from tensorboardX.proto import event_pb2
 from tensorboardX.record_writer import masked_crc32c
 
+from vidstyleode_jax import files
 from vidstyleode_jax import metric_writers
 
 
 def read_jsonl(workdir):
-  with open(os.path.join(workdir, metric_writers.JSONL_NAME)) as f:
+  with open(os.path.join(workdir, files.METRICS_FILE)) as f:
     return [json.loads(line) for line in f]
 
 
@@ -23,7 +24,7 @@ def read_events(workdir):
 
   A TFRecord is: uint64 length, uint32 masked crc32c(length bytes), payload, uint32 masked crc32c(payload).
   """
-  paths = sorted(glob.glob(os.path.join(workdir, metric_writers.TENSORBOARD_DIR, "events.out.tfevents.*")))
+  paths = sorted(glob.glob(os.path.join(workdir, files.TENSORBOARD_DIR, "events.out.tfevents.*")))
   events = []
   for path in paths:
     with open(path, "rb") as f:
@@ -93,7 +94,7 @@ def test_resume_drops_steps_at_and_after_resume_step(tmp_path):
     writer.write_scalars(step, {"loss": float(step)})
   writer.close()
   # A run killed mid-write leaves a cut-off last line.
-  with open(os.path.join(workdir, metric_writers.JSONL_NAME), "a") as f:
+  with open(os.path.join(workdir, files.METRICS_FILE), "a") as f:
     f.write('{"step": 10, "lo')
 
   with metric_writers.MetricWriter(workdir, resume_step=6) as writer:
@@ -106,7 +107,7 @@ def test_resume_drops_steps_at_and_after_resume_step(tmp_path):
       [(step, float(step)) for step in range(6)] + [(6, 106.0), (7, 107.0)])
   # The resumed run adds a second event file (the first one is kept), which starts with a purge marker at the resume
   # step (a SessionLog START) so that TensorBoard hides the first file's steps >= 6.
-  assert len(glob.glob(os.path.join(workdir, metric_writers.TENSORBOARD_DIR, "*"))) == 2
+  assert len(glob.glob(os.path.join(workdir, files.TENSORBOARD_DIR, "*"))) == 2
   assert [step for _, step, _ in scalar_events(workdir)] == list(range(10)) + [6, 7]
   purge_markers = [event.step for event in read_events(workdir)
                    if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START]

@@ -137,7 +137,7 @@ def three_steps(tmp_path_factory):
   root = tmp_path_factory.mktemp("multiprocess")
   # A shared vocabulary folder: each process would otherwise rewrite the demo vocabulary in the shared workdir
   # while the other may be reading it.
-  text.write_demo_vocabulary(str(root / "tokenizer"), synthetic.vocabulary_words())
+  text.write_vocabulary_of(str(root / "tokenizer"), synthetic.vocabulary_words())
   run_together(root / "tokenizer", (2, 3, root / "two", root / "two_3.npz"), (1, 3, root / "one", root / "one_3.npz"))
   return root, losses_by_step(root / "two"), losses_by_step(root / "one")
 

@@ -19,6 +19,7 @@ from vidstyleode_jax.data import pipeline
 from vidstyleode_jax.data import prepared
 from vidstyleode_jax.data import sources
 from vidstyleode_jax.data import synthetic
+from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import frozen as frozen_lib
 
 SPLITS = {"train": "train.npz", "test": "eval.npz"}  # prepared split -> the synthetic kind's cached videos
@@ -293,7 +294,7 @@ def test_prepared_datasets_reads_splits_and_tokenizes_first_descriptions(gappy_d
     ],
 )
 def test_a_dataset_that_does_not_fit_the_config_is_named(gappy_dataset, tmp_path, data, n_latent, names):
-  with pytest.raises(prepared.PreparedDatasetError) as error:
+  with pytest.raises(UserError) as error:
     sources.prepared_datasets(gappy_config(gappy_dataset, **data), n_latent, str(tmp_path))
   message = str(error.value)
   assert str(prepared.builder_dir(str(gappy_dataset))) in message and "\n" not in message
@@ -304,7 +305,7 @@ def test_a_dataset_that_does_not_fit_the_config_is_named(gappy_dataset, tmp_path
 def test_a_missing_dataset_names_the_folder_and_the_prepare_command(tmp_path):
   config = gappy_config(tmp_path / "not_prepared")
   os.makedirs(config.data.dataset_dir)
-  with pytest.raises(prepared.PreparedDatasetError) as error:
+  with pytest.raises(UserError) as error:
     sources.prepared_datasets(config, GAPPY_WPLUS_SHAPE[0], str(tmp_path))
   assert config.data.dataset_dir in str(error.value)
   assert "python -m vidstyleode_jax.data.prepare" in str(error.value)
@@ -318,8 +319,8 @@ def test_too_few_shared_frames_in_a_batch_is_an_error():
 
 def test_config_validation_names_bad_data_fields(config):
   config.data.kind = "folders"
-  with pytest.raises(config_validation.ConfigError, match="data.kind='folders'"):
-    config_validation.validate(config)
+  with pytest.raises(UserError, match="data.kind='folders'"):
+    config_validation.resolve(config)
   config.data.update(kind="prepared", dataset_dir="")
-  with pytest.raises(config_validation.ConfigError, match="data.dataset_dir"):
-    config_validation.validate(config)
+  with pytest.raises(UserError, match="data.dataset_dir"):
+    config_validation.resolve(config)

@@ -183,7 +183,7 @@ def hf_clip_folder(request, tmp_path_factory):
   randomise_layer_norms(model, seed=3)
   folder = tmp_path_factory.mktemp("hf_clip")
   model.save_pretrained(folder)
-  text.write_demo_vocabulary(str(folder), ["hello world"])
+  text.write_vocabulary_of(str(folder), ["hello world"])
   return model, folder
 
 
@@ -415,8 +415,8 @@ def test_full_size_clip_vit_b32_tree_matches_module_init():
 def test_full_size_dino_vitb16_tree_matches_module_init():
   fields, params = dino_port.convert_dino_vit(zeros(dino_vitb16_shapes()))
   assert fields == dict(patch_size=16, width=768, depth=12, num_heads=12, mlp_dim=3072, pretrained_grid=14)
-  expected = jax.eval_shape(dino_lib.dino_vit().init, jax.random.key(0), jax.ShapeDtypeStruct((1, 224, 224, 3),
-                                                                                           np.float32))
+  images = jax.ShapeDtypeStruct((1, 224, 224, 3), np.float32)
+  expected = jax.eval_shape(dino_lib.dino_vit(**fields).init, jax.random.key(0), images)
   assert tree_shapes(params) == tree_shapes(expected["params"])
   assert len(jax.tree.leaves(params)) == len(dino_vitb16_shapes()) + 4 * 12
 

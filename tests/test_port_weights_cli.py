@@ -17,6 +17,7 @@ from port_weights import output
 from tests.reference import nv_stylegan2
 from tests.reference import rosinality_stylegan2
 from vidstyleode_jax import ported
+from vidstyleode_jax.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -198,12 +199,12 @@ def test_write_then_load_round_trip(tmp_path):
 
 
 def test_load_errors(tmp_path):
-  with pytest.raises(ported.PortedWeightsError, match="no such ported-weights folder"):
+  with pytest.raises(UserError, match="no such ported-weights folder"):
     ported.load(str(tmp_path / "absent"))
   output.write(output.Ported({"params": {}}, {"kind": "dino", "module": "m", "fields": {}}),
                str(tmp_path), str(tmp_path / "dino"))
-  with pytest.raises(ported.PortedWeightsError, match="kind 'dino', expected 'stylegan2'"):
+  with pytest.raises(UserError, match="kind 'dino', expected 'stylegan2'"):
     ported.load(str(tmp_path / "dino"), kind="stylegan2")
   os.remove(tmp_path / "dino" / "variables.msgpack")
-  with pytest.raises(ported.PortedWeightsError, match="variables.msgpack: missing"):
+  with pytest.raises(UserError, match="variables.msgpack: missing"):
     ported.load(str(tmp_path / "dino"))

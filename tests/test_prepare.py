@@ -21,11 +21,15 @@ import torch
 from PIL import Image
 
 from port_weights import output as port_output
+from tests.conftest import tiny_config
 from vidstyleode_jax import video_io
 from vidstyleode_jax.data import inputs
 from vidstyleode_jax.data import prepare
 from vidstyleode_jax.data import prepared
+from vidstyleode_jax.errors import UserError
+from vidstyleode_jax.models import frozen
 from vidstyleode_jax.models.psp import PSPEncoder
+from vidstyleode_jax.models.stylegan2 import Generator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEIGHT, WIDTH = 32, 24
@@ -62,13 +66,20 @@ def expected_frames(source_frames):
   return np.stack([inputs.cover_resize(Image.fromarray(frame), HEIGHT, WIDTH) for frame in source_frames])
 
 
-def write_tiny_psp(path, seed=0):
-  """A random tiny PSPEncoder written as a ported folder (the layout of `python -m port_weights psp`)."""
+def write_tiny_psp(path, seed=0, decoder_aspect=1):
+  """A random tiny PSPEncoder written as a ported folder (the layout of `python -m port_weights psp`).
+
+  Its decoder entry describes the demo generator (aspect 1), or a decoder of another aspect ratio; the decoder's
+  weights are left out, since inversion reads only the encoder's.
+  """
   encoder = PSPEncoder(**ENCODER_FIELDS)
   variables = jax.jit(encoder.init)(jax.random.PRNGKey(seed), np.zeros((1, 32, 32, 3), np.float32))
   variables = jax.tree.map(np.asarray, dict(variables))
   variables["latent_avg"]["w_plus"] = np.random.default_rng(seed).normal(size=WPLUS_SHAPE).astype(np.float32)
-  architecture = {"kind": "psp", "module": "vidstyleode_jax.models.psp.PSPEncoder", "fields": ENCODER_FIELDS}
+  decoder = dict(tiny_config().generator, aspect=decoder_aspect)
+  decoder_fields = {field: decoder[field] for field in frozen.architecture_fields(Generator) if field in decoder}
+  architecture = {"kind": "psp", "module": "vidstyleode_jax.models.psp.PSPEncoder", "fields": ENCODER_FIELDS,
+                  "decoder": {"module": "vidstyleode_jax.models.stylegan2.Generator", "fields": decoder_fields}}
   source = str(path) + ".source"
   with open(source, "w") as f:
     f.write("tiny test encoder")
@@ -228,7 +239,7 @@ def test_frame_numbers_and_tables(tmp_path):
   assert inputs.read_description_table(str(table)) == {"v1": ["first", "second"], "v2": ["other"]}
   bad = tmp_path / "bad.csv"
   bad.write_text("video,text\nv1,first\n")
-  with pytest.raises(inputs.InputsError, match="name,description"):
+  with pytest.raises(UserError, match="name,description"):
     inputs.read_description_table(str(bad))
 
 

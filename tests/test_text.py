@@ -20,7 +20,7 @@ KNOWN_WORDS = " ".join(TEXTS).replace(",", " ").lower().split()
 @pytest.fixture(scope="module")
 def vocabulary(tmp_path_factory):
   folder = str(tmp_path_factory.mktemp("vocab"))
-  size = text.write_demo_vocabulary(folder, TEXTS)
+  size = text.write_vocabulary_of(folder, TEXTS)
   with open(os.path.join(folder, "vocab.json"), encoding="utf-8") as f:
     return folder, size, json.load(f)
 

@@ -6,8 +6,9 @@ r"""Benchmarks the jitted train step of a config on random inputs of its shapes.
 
 Prints compile time, median step time, clips/s, ODE function evaluations per step, peak memory (the device's
 allocator where it reports one, else the process's peak RSS) and XLA's cost and memory analysis of the compiled
-step. --random_weights benchmarks a config whose ported weights or dataset are not at hand (same shapes, random
-values). No dataset is read: the batch is random frames, inversions and token ids.
+step. --random_weights benchmarks a config whose ported weights or dataset are not at hand: its frozen networks get
+the architectures of the published checkpoints (PUBLISHED_ARCHITECTURES) and random values. No dataset is read: the
+batch is random frames, inversions and token ids.
 
 --loader_only times the input pipeline alone (no model): batches read from a prepared dataset's
 config.data.train_split with config.data.read_threads threads and config.data.prefetch batches ahead, as training
@@ -15,6 +16,7 @@ reads them; it prints batches/s and clips/s. Without --dataset_dir it first writ
 at the config's shapes (LOADER_VIDEOS videos of LOADER_FRAMES frames, random content) and deletes it afterwards.
 """
 
+import os
 import resource
 import shutil
 import tempfile
@@ -27,12 +29,14 @@ from absl import flags
 from ml_collections import config_flags
 
 from vidstyleode_jax import config_validation
+from vidstyleode_jax import errors
 from vidstyleode_jax import inference
 from vidstyleode_jax import parallel
 from vidstyleode_jax import train_step
 from vidstyleode_jax.data import pipeline
 from vidstyleode_jax.data import prepared
 from vidstyleode_jax.data import sources
+from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import frozen as frozen_lib
 
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
@@ -65,9 +69,34 @@ def random_batch(config, n_latent, seed=0):
   )
 
 
-def without_paths(config):
-  config = config.copy_and_resolve_references()
-  config.unlock()
+# What `python -m port_weights` writes in architecture.json for the published checkpoints the paper configs read
+# (by the name of their default ported folder), for benchmarks without the weights.
+PUBLISHED_ARCHITECTURES = {
+    "stylegan_human_v2_1024": dict(kind="stylegan2-ada", fields=dict(
+        resolution=1024, aspect=2, style_dim=512, n_mlp=8, channel_multiplier=2, channel_divisor=1, lr_mlp=0.01,
+        conv_clamp=256.0)),
+    "stylegan2_ffhq_1024": dict(kind="stylegan2", fields=dict(
+        resolution=1024, aspect=1, style_dim=512, n_mlp=8, channel_multiplier=2, channel_divisor=1, lr_mlp=0.01)),
+    "clip_vit_b32": dict(kind="clip", fields=dict(
+        embed_dim=512, image_size=224, vision_patch_size=32, vision_width=768, vision_depth=12, vision_heads=12,
+        vocab_size=49408, context_length=77, text_width=512, text_depth=12, text_heads=8)),
+    "dino_vitb16": dict(kind="dino", fields=dict(
+        patch_size=16, width=768, depth=12, num_heads=12, mlp_dim=3072, pretrained_grid=14)),
+}
+
+
+def with_random_weights(config):
+  """The config with the published architectures of its frozen networks, no weight paths and synthetic data."""
+  architectures = {}
+  for name in frozen_lib.BUILDERS:
+    path = config[name].checkpoint
+    if path:
+      published = PUBLISHED_ARCHITECTURES.get(os.path.basename(os.path.normpath(path)))
+      if published is None:
+        raise UserError(f"--random_weights: {name}.checkpoint={path} is not one of the published checkpoints "
+                        f"{sorted(PUBLISHED_ARCHITECTURES)}; port it, or set {name}.checkpoint='' and its fields")
+      architectures[name] = published
+  config = frozen_lib.resolve_architectures(config, architectures)
   for section in ("generator", "clip", "dino", "psp"):
     if section in config:
       config[section].checkpoint = ""
@@ -104,7 +133,7 @@ def analysis(compiled):
 
 def benchmark(config, steps, compile_only=False):
   """Compiles and (unless compile_only) times the train step; returns a dict of figures."""
-  config_validation.validate(config)
+  config = config_validation.resolve(config)
   mesh = parallel.create_mesh()
   parallel.check_batch_size(config.data.batch_size, mesh)
   nets = inference.Networks.from_config(config)
@@ -194,6 +223,8 @@ def benchmark_loader(config, dataset_dir, batches):
 
 
 def loader_main(config, dataset_dir, batches):
+  """The loader needs only the shapes of the frozen networks: the published architectures stand in for them."""
+  config = with_random_weights(config)
   if dataset_dir:
     return benchmark_loader(config, dataset_dir, batches)
   n_latent = frozen_lib.build(config).generator.n_latent
@@ -205,17 +236,15 @@ def loader_main(config, dataset_dir, batches):
     shutil.rmtree(folder)
 
 
+@errors.exits_on_user_error("bench")
 def main(argv):
   del argv
   config = flags.FLAGS.config
   if flags.FLAGS.loader_only:
-    try:
-      figures = loader_main(config, flags.FLAGS.dataset_dir, flags.FLAGS.steps)
-    except prepared.PreparedDatasetError as e:
-      raise app.UsageError(str(e)) from None
+    figures = loader_main(config, flags.FLAGS.dataset_dir, flags.FLAGS.steps)
   else:
     if flags.FLAGS.random_weights:
-      config = without_paths(config)
+      config = with_random_weights(config)
     figures = benchmark(config, flags.FLAGS.steps, flags.FLAGS.compile_only)
   for name, value in figures.items():
     print(f"{name:40s} {value:.4g}" if isinstance(value, float) else f"{name:40s} {value}")
@@ -223,4 +252,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  app.run(main, flags_parser=errors.absl_flags_parser("bench"))

@@ -7,31 +7,22 @@ The run's config is kept next to the checkpoints (WORKDIR/config.json) so that i
 
 import json
 import os
-import tempfile
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-CONFIG_FILE = "config.json"
+from vidstyleode_jax import files
 
 
 def write_config(workdir, config):
   """Writes `config` to WORKDIR/config.json atomically (several processes may write the same file)."""
-  handle, temp_path = tempfile.mkstemp(suffix=".json.tmp", dir=workdir)
-  try:
-    with os.fdopen(handle, "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-    os.chmod(temp_path, 0o644)
-    os.replace(temp_path, os.path.join(workdir, CONFIG_FILE))
-  finally:
-    if os.path.exists(temp_path):
-      os.remove(temp_path)
+  files.write_text(os.path.join(workdir, files.CONFIG_FILE), config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def read_config(workdir):
   """WORKDIR/config.json as a ConfigDict (JSON lists stay lists), or None if the run has none."""
-  path = os.path.join(workdir, CONFIG_FILE)
+  path = os.path.join(workdir, files.CONFIG_FILE)
   if not os.path.isfile(path):
     return None
   with open(path) as f:
@@ -42,7 +33,7 @@ class Checkpointer:
 
   def __init__(self, workdir, keep):
     self.manager = ocp.CheckpointManager(
-        os.path.join(os.path.abspath(workdir), "checkpoints"),
+        os.path.join(os.path.abspath(workdir), files.CHECKPOINTS_DIR),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
         item_handlers=ocp.StandardCheckpointHandler(),
     )

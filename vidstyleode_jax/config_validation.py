@@ -1,25 +1,50 @@
-"""Checks a config before anything is built or compiled; each error is one line naming the fields involved."""
+"""The effective config of a run, checked before anything is built or compiled.
+
+`resolve` fills in each frozen network's architecture from its ported folder (models/frozen.py) and checks every
+field against the others; each error is one line naming the fields involved.
+"""
 
 import math
 import os
 
 from vidstyleode_jax import schedules
+from vidstyleode_jax.errors import UserError
+from vidstyleode_jax.models import frozen
 
 MASK_MODES = ("static", "interpolate", "extrapolate")
 DATA_KINDS = ("synthetic", "prepared")
 
 
-class ConfigError(ValueError):
-  pass
-
-
 def _require(condition, message):
   if not condition:
-    raise ConfigError(message)
+    raise UserError(message)
 
 
-def validate(config):
-  """Raises ConfigError on the first inconsistency; also checks that named checkpoint directories exist."""
+def resolve(config, need_dataset=True, architectures=None):
+  """The run's effective config: a checked copy of `config` with the frozen networks' architectures filled in.
+
+  Args:
+    config: a run config (configs/*.py, or a run's config.json).
+    need_dataset: whether config.data.dataset_dir must exist (training does; the applications do not).
+    architectures: see frozen.resolve_architectures.
+
+  Raises:
+    UserError: on the first problem: missing ported folders or dataset (all named at once), a ported folder that
+      disagrees with the config, or fields that do not fit each other.
+  """
+  missing = missing_paths(config, need_dataset)
+  _require(
+      not missing,
+      "missing: " + "; ".join(missing) + ". Port the PyTorch checkpoints with `python -m port_weights KIND SRC DST`"
+      " and prepare the videos with `python -m vidstyleode_jax.data.prepare` (README, 'Paper configs'),"
+      " then point these fields at them",
+  )
+  config = frozen.resolve_architectures(config, architectures)
+  _check_fields(config)
+  return config
+
+
+def _check_fields(config):
   data, gen, clip, dino = config.data, config.generator, config.clip, config.dino
   dyn, mod, mapper, loss = config.dynamics, config.modulation, config.mapper, config.loss
 
@@ -92,21 +117,11 @@ def validate(config):
   for name in ("rec", "latent", "vgg", "directional", "consistency"):
     schedules.validate(f"loss.{name}", loss[name])
 
-  missing = missing_paths(config)
-  _require(
-      not missing,
-      "missing: " + "; ".join(missing) + ". Port the PyTorch checkpoints with `python -m port_weights KIND SRC DST`"
-      " and prepare the videos with `python -m vidstyleode_jax.data.prepare` (README, 'Your own videos'),"
-      " then point these fields at them",
-  )
 
-
-def missing_paths(config):
-  """Config fields naming a ported checkpoint or dataset directory that does not exist, as 'field=path' strings."""
+def missing_paths(config, need_dataset=True):
+  """Config fields naming a ported folder or dataset directory that does not exist, as 'field=path' strings."""
   fields = ["generator.checkpoint", "clip.checkpoint", "clip.tokenizer", "dino.checkpoint"]
-  if "psp" in config:
-    fields.append("psp.checkpoint")
-  if config.data.kind == "prepared":
+  if need_dataset and config.data.kind == "prepared":
     fields.append("data.dataset_dir")
   missing = []
   for field in fields:

@@ -28,7 +28,7 @@ class Inverter:
 
   @classmethod
   def from_ported(cls, path, batch_size=8):
-    """Loads a ported pSp folder; raises ported.PortedWeightsError naming the folder if it is not one."""
+    """Loads a ported pSp folder; raises UserError naming the folder if it is not one."""
     architecture, variables = ported.load(path, kind="psp")
     return cls(ported.build_module(architecture), variables, batch_size)
 

@@ -21,8 +21,8 @@ from tensorboardX import summary as tensorboard_summary
 from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto import event_pb2, summary_pb2
 
-JSONL_NAME = "metrics.jsonl"
-TENSORBOARD_DIR = "tensorboard"
+from vidstyleode_jax import files
+
 
 
 def truncate_jsonl(path: str, step: int) -> None:
@@ -44,10 +44,8 @@ def truncate_jsonl(path: str, step: int) -> None:
       if "step" in record and record["step"] >= step:
         continue
       kept.append(json.dumps(record) + "\n")
-  temp_path = f"{path}.tmp"
-  with open(temp_path, "w") as f:
+  with files.atomic_file(path) as f:
     f.writelines(kept)
-  os.replace(temp_path, path)
 
 
 class MetricWriter:
@@ -74,9 +72,9 @@ class MetricWriter:
     self._events_writer = None
     if not enabled:
       return
-    tensorboard_dir = os.path.join(workdir, TENSORBOARD_DIR)
+    tensorboard_dir = os.path.join(workdir, files.TENSORBOARD_DIR)
     os.makedirs(tensorboard_dir, exist_ok=True)
-    jsonl_path = os.path.join(workdir, JSONL_NAME)
+    jsonl_path = os.path.join(workdir, files.METRICS_FILE)
     if resume_step is not None:
       truncate_jsonl(jsonl_path, resume_step)
     self._jsonl_file = open(jsonl_path, "a")

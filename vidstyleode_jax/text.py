@@ -1,9 +1,14 @@
 """CLIP tokenization with OpenAI's id layout, and the CLIP BPE vocabulary folders it reads.
 
-`write_demo_vocabulary` makes a tiny but genuine vocabulary for the demo; `convert_openai_bpe` turns OpenAI's
-merge file into the real one. A vocabulary folder holds `vocab.json` and `merges.txt` in the layout of
-checkpoints.md §4.5: the 256 byte symbols, the same with `</w>`, one entry per merge, then `<|startoftext|>` and
-`<|endoftext|>` as the two largest ids.
+A vocabulary folder holds `vocab.json` and `merges.txt` in the layout of docs/checkpoints.md: the 256 byte symbols,
+the same with `</w>`, one entry per merge, then `<|startoftext|>` and `<|endoftext|>` as the two largest ids.
+`convert_openai_bpe` turns OpenAI's merge file into the real one (`python -m port_weights clip ... --bpe` stores it in
+the ported CLIP folder); `write_vocabulary_of` makes a small but genuine vocabulary in which every word of some
+texts is one token, for runs whose CLIP is drawn at random (the demo).
+
+Which folder a run reads (`tokenizer_folder`) follows from its config alone, so that training, the applications and
+evaluation all find the same one: config.clip.tokenizer if set, else the ported CLIP folder config.clip.checkpoint,
+else (random CLIP) the vocabulary that training builds from its dataset's descriptions in WORKDIR/tokenizer.
 """
 
 import collections
@@ -17,6 +22,10 @@ import numpy as np
 import regex
 import transformers
 
+from vidstyleode_jax import files
+from vidstyleode_jax.errors import UserError
+
+TOKENIZER_FILES = ("vocab.json", "merges.txt")
 START_OF_TEXT = "<|startoftext|>"
 END_OF_TEXT = "<|endoftext|>"
 END_OF_WORD = "</w>"
@@ -38,12 +47,17 @@ class ClipTokenizer:
   """
 
   def __init__(self, folder: str, context_length: int = CLIP_CONTEXT_LENGTH):
+    missing = [name for name in TOKENIZER_FILES if not os.path.isfile(os.path.join(folder, name))]
+    if missing:
+      raise UserError(f"no CLIP tokenizer in {folder} ({' and '.join(missing)} missing): port CLIP with --bpe "
+                      "(python -m port_weights clip SRC DST --bpe bpe_simple_vocab_16e6.txt.gz) or set clip.tokenizer "
+                      "to a folder holding vocab.json and merges.txt")
     self._tokenizer = transformers.CLIPTokenizer.from_pretrained(folder)
     self.context_length = context_length
     self.sot_id = self._tokenizer.convert_tokens_to_ids(START_OF_TEXT)
     self.eot_id = self._tokenizer.convert_tokens_to_ids(END_OF_TEXT)
     if self.eot_id != self.vocab_size - 1:
-      raise ValueError(
+      raise UserError(
           f"{folder}: {END_OF_TEXT} has id {self.eot_id}, but CLIP pools argmax(ids) and needs it to be the largest "
           f"id {self.vocab_size - 1}"
       )
@@ -56,20 +70,22 @@ class ClipTokenizer:
     """texts -> [len(texts), context_length] int32; a single string gives one row.
 
     Raises:
-      ValueError: a text needs more than context_length tokens (start and end included); nothing is truncated.
+      UserError: a text needs more than context_length tokens (start and end included); nothing is truncated.
     """
     if isinstance(texts, str):
       texts = [texts]
     ids = np.zeros((len(texts), self.context_length), np.int32)
     for row, text in enumerate(texts):
-      tokens = [self.sot_id, *self._tokenizer.encode(text, add_special_tokens=False), self.eot_id]
+      tokens = self.token_ids(text)
       if len(tokens) > self.context_length:
-        raise ValueError(
-            f"text {text!r} has {len(tokens)} tokens (start and end included), more than the context length "
-            f"{self.context_length}"
-        )
+        raise UserError(f"text {text!r} has {len(tokens)} tokens (start and end included), more than the CLIP "
+                        f"context length {self.context_length}")
       ids[row, :len(tokens)] = tokens
     return ids
+
+  def token_ids(self, text: str) -> list[int]:
+    """[SOT] + the ids of `text` + [EOT], however long."""
+    return [self.sot_id, *self._tokenizer.encode(text, add_special_tokens=False), self.eot_id]
 
   def decode(self, ids: Sequence[int]) -> str:
     """One row of ids -> text, reading up to the first EOT; words are separated by single spaces."""
@@ -90,7 +106,7 @@ def byte_to_symbol() -> dict[int, str]:
   return {**{byte: chr(byte) for byte in printable}, **{byte: chr(256 + n) for n, byte in enumerate(others)}}
 
 
-def _words(texts: Sequence[str]) -> list[str]:
+def words(texts: Sequence[str]) -> list[str]:
   """CLIP's pre-tokenisation after transformers' cleaning (NFC, one space, lowercase); special tokens dropped."""
   words = []
   for text in texts:
@@ -138,15 +154,15 @@ def _write_vocabulary(folder: str, merges: Sequence[tuple[str, str]]) -> int:
   for entry in entries:
     vocabulary.setdefault(entry, len(vocabulary))
   os.makedirs(folder, exist_ok=True)
-  with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
+  with open(os.path.join(folder, TOKENIZER_FILES[0]), "w", encoding="utf-8") as f:
     json.dump(vocabulary, f, ensure_ascii=False)
-  with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
+  with open(os.path.join(folder, TOKENIZER_FILES[1]), "w", encoding="utf-8") as f:
     f.write("#version: 0.2\n")
     f.writelines(f"{left} {right}\n" for left, right in merges)
   return len(vocabulary)
 
 
-def write_demo_vocabulary(folder: str, texts: Sequence[str]) -> int:
+def write_vocabulary_of(folder: str, texts: Sequence[str]) -> int:
   """Writes a small CLIP-format BPE vocabulary in which every word of `texts` is a single token.
 
   Other words still tokenize, byte by byte. The folder loads with `ClipTokenizer` (and transformers'
@@ -159,7 +175,34 @@ def write_demo_vocabulary(folder: str, texts: Sequence[str]) -> int:
   Returns:
     The vocabulary size (the text tower's vocab_size); EOT is its last id.
   """
-  return _write_vocabulary(folder, _learn_merges(_words(texts)))
+  return _write_vocabulary(folder, _learn_merges(words(texts)))
+
+
+def builds_vocabulary(config) -> bool:
+  """Whether training builds the run's vocabulary (a random CLIP with no tokenizer named: the demo)."""
+  return not config.clip.tokenizer and not config.clip.checkpoint
+
+
+def tokenizer_folder(config, workdir: str) -> str:
+  """The folder of the run's CLIP vocabulary: clip.tokenizer, else the ported CLIP, else WORKDIR/tokenizer."""
+  if builds_vocabulary(config):
+    return os.path.join(workdir, files.TOKENIZER_DIR)
+  return config.clip.tokenizer or config.clip.checkpoint
+
+
+def built_token_count(text: str) -> int:
+  """Tokens (start and end included) of `text` under a vocabulary built from it: one per word."""
+  return len(words([text])) + 2
+
+
+def load_tokenizer(config, workdir: str) -> ClipTokenizer:
+  """The run's tokenizer (see `tokenizer_folder`); UserError if the folder lacks the files or has too many ids."""
+  folder = tokenizer_folder(config, workdir)
+  tokenizer = ClipTokenizer(folder, config.clip.context_length)
+  if tokenizer.vocab_size > config.clip.vocab_size:
+    raise UserError(f"the tokenizer in {folder} has {tokenizer.vocab_size} ids, more than clip.vocab_size="
+                    f"{config.clip.vocab_size} of the CLIP text tower")
+  return tokenizer
 
 
 def convert_openai_bpe(bpe_path: str, folder: str) -> int:

@@ -20,13 +20,13 @@ from ml_collections import config_flags
 
 from vidstyleode_jax import checkpointing
 from vidstyleode_jax import config_validation
+from vidstyleode_jax import errors
 from vidstyleode_jax import heldout
 from vidstyleode_jax import inference
 from vidstyleode_jax import metric_writers
 from vidstyleode_jax import parallel
 from vidstyleode_jax import train_step
 from vidstyleode_jax.data import pipeline
-from vidstyleode_jax.data import prepared
 from vidstyleode_jax.data import sources
 from vidstyleode_jax.models import frozen as frozen_lib
 
@@ -57,8 +57,12 @@ def batch_checksum(batch):
 
 
 def setup(config, workdir, mesh=None):
-  """Validates the config, builds the networks and data, and initialises (not restores) the train state."""
-  config_validation.validate(config)
+  """Resolves and checks the config, builds the networks and data, and initialises (not restores) the train state.
+
+  WORKDIR/config.json receives the resolved config (the frozen networks' architectures included): the applications
+  and evaluation rebuild the model from it.
+  """
+  config = config_validation.resolve(config)
   os.makedirs(workdir, exist_ok=True)
   checkpointing.write_config(workdir, config)
   mesh = parallel.create_mesh() if mesh is None else mesh
@@ -83,6 +87,7 @@ def train(config, workdir, progress=True, mesh=None):
   """Runs (or resumes) training in `workdir`; returns the final train state and the last held-out metrics."""
   exp = setup(config, workdir, mesh)
   nets, mesh, frozen_vars, datasets, sampler = exp.nets, exp.mesh, exp.frozen_vars, exp.datasets, exp.sampler
+  config = nets.config
   checkpointer = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints)
   state = exp.state
   if checkpointer.latest_step() is not None:
@@ -143,21 +148,16 @@ def train(config, workdir, progress=True, mesh=None):
   return state, eval_metrics
 
 
+@errors.exits_on_user_error("train")
 def main(argv):
   del argv
+  config_validation.resolve(flags.FLAGS.config)  # fail fast, before joining other processes
   parallel.initialize_distributed()
-  try:
-    config_validation.validate(flags.FLAGS.config)
-  except config_validation.ConfigError as e:
-    raise app.UsageError(f"invalid config: {e}") from None
-  try:
-    state, eval_metrics = train(flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.progress)
-  except prepared.PreparedDatasetError as e:
-    raise app.UsageError(f"dataset: {e}") from None
+  state, eval_metrics = train(flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.progress)
   logging.info("Finished at step %d: %s", int(state.step), eval_metrics)
   print({k: round(v, 6) for k, v in eval_metrics.items()})
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  app.run(main, flags_parser=errors.absl_flags_parser("train"))

@@ -5,15 +5,16 @@ Frames are channel-last RGB. Functions that take frames accept either uint8 in [
 in the target directory and renamed into place, so a failed write leaves no partial file and keeps an older one.
 """
 
-import contextlib
+import errno
 import os
 import subprocess
-import uuid
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from vidstyleode_jax import files
 
 SEPARATOR_PX = 2
 HEADER_PADDING_PX = 3
@@ -42,20 +43,6 @@ def _checked_video(frames: np.ndarray, fps: float, path: str) -> np.ndarray:
   return to_uint8(frames)
 
 
-@contextlib.contextmanager
-def _atomic_path(path: str) -> Iterator[str]:
-  """Yields a temporary path next to `path` (same extension); renames it to `path` on success, removes it on error."""
-  directory, name = os.path.split(os.path.abspath(path))
-  stem, extension = os.path.splitext(name)
-  temp_path = os.path.join(directory, f".{stem}.{uuid.uuid4().hex[:8]}.tmp{extension}")
-  try:
-    yield temp_path
-    os.replace(temp_path, path)
-  finally:
-    if os.path.exists(temp_path):
-      os.remove(temp_path)
-
-
 def write_mp4(path: str, frames: np.ndarray, fps: float, crf: int = 18) -> None:
   """Writes an H.264 (libx264, yuv420p) mp4 atomically.
 
@@ -70,7 +57,7 @@ def write_mp4(path: str, frames: np.ndarray, fps: float, crf: int = 18) -> None:
   _, height, width, _ = frames.shape
   frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
   _, height, width, _ = frames.shape
-  with _atomic_path(path) as temp_path:
+  with files.atomic_path(path) as temp_path:
     command = [
         imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
@@ -79,7 +66,9 @@ def write_mp4(path: str, frames: np.ndarray, fps: float, crf: int = 18) -> None:
     ]
     result = subprocess.run(command, input=np.ascontiguousarray(frames).tobytes(), capture_output=True)
     if result.returncode != 0:
-      raise OSError(f"ffmpeg failed to write {path} (exit {result.returncode}): {result.stderr.decode(errors='replace')[-2000:]}")
+      code = errno.ENOSPC if b"No space left" in result.stderr else errno.EIO
+      raise OSError(code, f"ffmpeg failed to write {path} (exit {result.returncode}): "
+                    f"{result.stderr.decode(errors='replace')[-2000:]}")
 
 
 def write_gif(path: str, frames: np.ndarray, fps: float) -> None:
@@ -93,7 +82,7 @@ def write_gif(path: str, frames: np.ndarray, fps: float) -> None:
   """
   frames = _checked_video(frames, fps, path)
   images = [Image.fromarray(frame) for frame in frames]
-  with _atomic_path(path) as temp_path:
+  with files.atomic_path(path) as temp_path:
     images[0].save(
         temp_path, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
 

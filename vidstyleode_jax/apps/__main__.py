@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from vidstyleode_jax import ported
+from vidstyleode_jax import errors
 from vidstyleode_jax.apps import applications
 from vidstyleode_jax.apps import export_demo
 from vidstyleode_jax.apps import inputs
@@ -22,7 +22,7 @@ from vidstyleode_jax.apps import regions
 from vidstyleode_jax.apps import renderer as renderer_lib
 from vidstyleode_jax.apps import timeline
 from vidstyleode_jax.apps import trained_run
-from vidstyleode_jax.apps.errors import AppError
+from vidstyleode_jax.errors import UserError
 
 
 TIME_NOTE = ("Time: input frame k is at model time k / config.data.video_length (the first frame is time 0); seconds "
@@ -34,8 +34,7 @@ def _common_flags():
   group = parser.add_argument_group("common flags")
   group.add_argument("--workdir", required=True, help="Training run folder: config.json and checkpoints/ (latest "
                      "step is restored).")
-  group.add_argument("--config", help="configs/*.py or a config.json, for runs without WORKDIR/config.json; with one, "
-                     "its model fields must match (solver tolerances and weight paths may differ).")
+  group.add_argument("--config", help="configs/*.py or a config.json, for runs without WORKDIR/config.json.")
   group.add_argument("--output", required=True, help="Output video, .mp4 or .gif.")
   group.add_argument("--side-by-side", action="store_true", help="Also write OUT_compare.mp4: inputs | output.")
   group.add_argument("--save-frames", metavar="FILE.npy", help="Also save the output frames, [frames, H, W, 3] "
@@ -128,7 +127,7 @@ def _edit(args, renderer, read_video, invert):
   try:
     source, target = tokenizer(args.source), tokenizer(args.target)
   except ValueError as err:
-    raise AppError(f"--source/--target: {err}") from None
+    raise UserError(f"--source/--target: {err}") from None
   alpha = renderer.run.config.loss.manipulation_strength if args.alpha is None else args.alpha
   return applications.edit(renderer, video, wplus, source, target, alpha)
 
@@ -161,7 +160,7 @@ def _extrapolate(args, renderer, read_video, invert):
 
 def _transfer_motion(args, renderer, read_video, invert):
   video = read_video(args.video)
-  height, width = video.native.shape[1:3]
+  height, width = video.native_size
   region = regions.parse_box(args.region, height, width) if args.region else regions.read_mask(args.mask)
   region = regions.to_frame(region, *video.frames.shape[1:3])
   wplus = invert(video, args.inversions, "--inversions")
@@ -186,38 +185,36 @@ def _check_before_loading(args):
   for name in PATH_FLAGS:
     path = getattr(args, name, None)
     if path is not None and not os.path.exists(path):
-      raise AppError(f"--{name.replace('_', '-')} {path}: file not found")
+      raise UserError(f"--{name.replace('_', '-')} {path}: file not found")
   for name in ("source", "target"):
     if getattr(args, name, None) is not None and not getattr(args, name).strip():
-      raise AppError(f"--{name} is empty: give a description of the {'input' if name == 'source' else 'wanted'} "
-                     "appearance")
+      raise UserError(f"--{name} is empty: give a description of the {'input' if name == 'source' else 'wanted'} "
+                      "appearance")
   outputs.check_output_path(args.output)
 
 
 def _run_application(args):
   _check_before_loading(args)
   if args.save_frames is not None and not os.path.isdir(os.path.dirname(os.path.abspath(args.save_frames))):
-    raise AppError(f"--save-frames {args.save_frames}: its folder does not exist")
+    raise UserError(f"--save-frames {args.save_frames}: its folder does not exist")
   run = trained_run.load(args.workdir, args.config, args.ode_max_steps)
   renderer = renderer_lib.Renderer(run, args.batch_frames, args.resolution, progress=not args.no_progress)
   d, g = run.config.data, run.config.generator
-  read_video = lambda path: inputs.read_video(path, d.height, d.width, args.max_frames, args.input_fps)
+  read_video = lambda path: inputs.read_video(path, d.height, d.width, d.skip_frames, args.max_frames,
+                                              args.input_fps)
   invert = inputs.Inversions(run.nets.frozen.generator.n_latent, g.style_dim, args.psp, args.max_frames)
   result = HANDLERS[args.command](args, renderer, read_video, invert)
   return outputs.write_result(result, args.output, args.command, args.side_by_side, args.save_frames)
 
 
+@errors.exits_on_user_error("apps")
 def main(argv=None):
   """Runs one subcommand; returns the exit status (1 with a one-line message for a user error)."""
   args = build_parser().parse_args(argv)
-  try:
-    if args.command == "export-demo":
-      written = export_demo.export(args.workdir, args.out, args.count, args.fps, progress=not args.no_progress)
-    else:
-      written = _run_application(args)
-  except (AppError, ported.PortedWeightsError) as err:
-    print(f"error: {err}", file=sys.stderr)
-    return 1
+  if args.command == "export-demo":
+    written = export_demo.export(args.workdir, args.out, args.count, args.fps, progress=not args.no_progress)
+  else:
+    written = _run_application(args)
   for path in written:
     print(f"wrote {path}")
   return 0

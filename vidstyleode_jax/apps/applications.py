@@ -14,7 +14,7 @@ import numpy as np
 
 from vidstyleode_jax.apps import regions
 from vidstyleode_jax.apps import timeline
-from vidstyleode_jax.apps.errors import AppError
+from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import dynamics
 
 GREY = 128
@@ -73,10 +73,10 @@ def observation_mask(num_frames, drop=None, keep_every=None, seed=0):
     try:
       return np.asarray(dynamics.observation_mask("interpolate", 1, num_frames, jax.random.key(seed), drop))[0]
     except ValueError as err:
-      raise AppError(f"--drop {drop}: {err}") from None
+      raise UserError(f"--drop {drop}: {err}") from None
   if keep_every is not None:
     if keep_every < 1:
-      raise AppError(f"--keep-every must be >= 1, got {keep_every}")
+      raise UserError(f"--keep-every must be >= 1, got {keep_every}")
     return (np.arange(num_frames) % keep_every == 0).astype(np.float32)
   return np.ones(num_frames, np.float32)
 
@@ -104,9 +104,9 @@ def transfer_motion(renderer, video, wplus, driving, region):
   z_video, z_driving = _motion(renderer, video), _motion(renderer, driving)
   grid = regions.to_grid(region, *z_video.shape[1:3])
   if region.any() and not grid.any():
-    raise AppError(f"The region covers less than half of every cell of the {grid.shape[0]}x{grid.shape[1]} "
-                   f"dynamics grid (cells of {region.shape[0] / grid.shape[0]:g}x{region.shape[1] / grid.shape[1]:g} "
-                   "pixels): make it larger")
+    raise UserError(f"The region covers less than half of every cell of the {grid.shape[0]}x{grid.shape[1]} "
+                    f"dynamics grid (cells of {region.shape[0] / grid.shape[0]:g}x{region.shape[1] / grid.shape[1]:g} "
+                    "pixels): make it larger")
   z0 = jnp.where(jnp.asarray(grid, bool)[None, :, :, None], z_driving, z_video)
   content, style = renderer.appearance(wplus[None])
   positions = np.arange(len(video))

@@ -15,35 +15,27 @@ import numpy as np
 from PIL import Image
 import tqdm
 
+from vidstyleode_jax import files
 from vidstyleode_jax.apps import outputs
-from vidstyleode_jax.apps.errors import AppError
+from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.data import synthetic
 from vidstyleode_jax import video_io
 
 
-def _write_text(path, text):
-  temp_path = f"{path}.tmp"
-  with open(temp_path, "w") as f:
-    f.write(text + "\n")
-  os.replace(temp_path, path)
-
-
 def _write_png(path, image):
-  stem = os.path.splitext(path)[0]
-  temp_path = f"{stem}.tmp.png"
-  Image.fromarray(image).save(temp_path)
-  os.replace(temp_path, path)
+  with files.atomic_path(path) as temp_path:
+    Image.fromarray(image).save(temp_path)
 
 
 def export(workdir, out, count=4, fps=8.0, progress=True):
   """Writes `count` held-out demo videos of the run in `workdir` to the folder `out`; returns their mp4 paths."""
-  source = os.path.join(workdir, "demo_data", "eval.npz")
+  source = os.path.join(workdir, files.DEMO_DATA_DIR, "eval.npz")
   if not os.path.isfile(source):
-    raise AppError(f"Demo videos not found: {source} (train the demo first: python -m vidstyleode_jax.train "
-                   "--config=configs/demo.py --workdir=WORKDIR)")
+    raise UserError(f"Demo videos not found: {source} (train the demo first: python -m vidstyleode_jax.train "
+                    "--config=configs/demo.py --workdir=WORKDIR)")
   videos = synthetic.VideoArrays.load(source)
   if not 1 <= count <= len(videos):
-    raise AppError(f"--count must be in [1, {len(videos)}] (the held-out videos in {source}), got {count}")
+    raise UserError(f"--count must be in [1, {len(videos)}] (the held-out videos in {source}), got {count}")
   os.makedirs(out, exist_ok=True)
   paths = []
   for k in tqdm.tqdm(range(count), desc="exporting", unit="video", disable=not progress):
@@ -52,6 +44,6 @@ def export(workdir, out, count=4, fps=8.0, progress=True):
     outputs.save_npy(f"{stem}.npy", videos.wplus[k].astype(np.float32))
     _write_png(f"{stem}_frame0.png", videos.frames[k, 0])
     outputs.save_npy(f"{stem}_frame0.npy", videos.wplus[k, :1].astype(np.float32))
-    _write_text(f"{stem}.txt", videos.descriptions[k])
+    files.write_text(f"{stem}.txt", videos.descriptions[k] + "\n")
     paths.append(f"{stem}.mp4")
   return paths

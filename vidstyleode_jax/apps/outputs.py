@@ -4,24 +4,24 @@ Every file is written atomically (a temporary file in the same folder, then rena
 """
 
 import os
-import tempfile
 
 import numpy as np
 
+from vidstyleode_jax import files
 from vidstyleode_jax import video_io
-from vidstyleode_jax.apps.errors import AppError
+from vidstyleode_jax.errors import UserError
 
 WRITERS = {".mp4": video_io.write_mp4, ".gif": video_io.write_gif}
 
 
 def check_output_path(path, flag="--output"):
-  """Raises AppError before any work if `path` cannot be written: unknown extension or missing folder."""
+  """Raises UserError before any work if `path` cannot be written: unknown extension or missing folder."""
   extension = os.path.splitext(path)[1].lower()
   if extension not in WRITERS:
-    raise AppError(f"{flag} {path}: the extension must be one of {sorted(WRITERS)}")
+    raise UserError(f"{flag} {path}: the extension must be one of {sorted(WRITERS)}")
   folder = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(folder):
-    raise AppError(f"{flag} {path}: folder {folder} does not exist")
+    raise UserError(f"{flag} {path}: folder {folder} does not exist")
 
 
 def compare_path(path):
@@ -37,15 +37,8 @@ def write_video(path, frames, fps):
 
 def save_npy(path, array):
   """np.save, atomically."""
-  handle, temp_path = tempfile.mkstemp(suffix=".npy.tmp", dir=os.path.dirname(os.path.abspath(path)))
-  try:
-    with os.fdopen(handle, "wb") as f:
-      np.save(f, array)
-    os.chmod(temp_path, 0o644)
-    os.replace(temp_path, path)
-  finally:
-    if os.path.exists(temp_path):
-      os.remove(temp_path)
+  with files.atomic_file(path, binary=True) as f:
+    np.save(f, array)
 
 
 def write_result(result, path, title, side_by_side=False, frames_path=None):

@@ -2,15 +2,15 @@
 
 The dynamics state keeps a coarse spatial layout of the frame (paper §4.1, local motion transfer): cell (i, j) of the
 h' x w' grid covers rows i * H / h' ... (i + 1) * H / h' of the H x W model frame. A region is given on the input
-frames as read, brought to the model frame as the frames are (inputs.resize_frames), and a cell belongs to it when
+frames as read, brought to the model frame as the frames are (data/inputs.model_frames), and a cell belongs to it when
 at least half of the cell's area does.
 """
 
 import numpy as np
 from PIL import Image
 
-from vidstyleode_jax.apps import inputs
-from vidstyleode_jax.apps.errors import AppError
+from vidstyleode_jax.data import inputs as data_inputs
+from vidstyleode_jax.errors import UserError
 
 
 def parse_box(text, height, width):
@@ -18,9 +18,9 @@ def parse_box(text, height, width):
   try:
     x0, y0, x1, y1 = (int(v) for v in text.split(","))
   except ValueError:
-    raise AppError(f"--region must be four integers x0,y0,x1,y1, got {text!r}") from None
+    raise UserError(f"--region must be four integers x0,y0,x1,y1, got {text!r}") from None
   if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-    raise AppError(f"--region {text} is outside the {width}x{height} frame (x0 < x1 <= {width}, y0 < y1 <= {height})")
+    raise UserError(f"--region {text} is outside the {width}x{height} frame (x0 < x1 <= {width}, y0 < y1 <= {height})")
   mask = np.zeros((height, width), bool)
   mask[y0:y1, x0:x1] = True
   return mask
@@ -32,15 +32,15 @@ def read_mask(path):
     with Image.open(path) as image:
       return np.asarray(image.convert("L")) >= 128
   except FileNotFoundError:
-    raise AppError(f"Mask not found: {path}") from None
+    raise UserError(f"Mask not found: {path}") from None
   except (OSError, ValueError) as err:
-    raise AppError(f"Could not read mask {path}: {err}") from None
+    raise UserError(f"Could not read mask {path}: {err}") from None
 
 
 def to_frame(mask, height, width):
   """[h, w] bool on the input frames -> [height, width] bool on the model frames."""
   image = np.repeat(mask[None, :, :, None].astype(np.uint8) * 255, 3, axis=-1)
-  return inputs.resize_frames(image, height, width)[0, :, :, 0] >= 128
+  return data_inputs.model_frames(image, height, width)[0][0, :, :, 0] >= 128
 
 
 def to_grid(mask, grid_height, grid_width):

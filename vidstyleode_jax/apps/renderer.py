@@ -12,7 +12,7 @@ import numpy as np
 import tqdm
 
 from vidstyleode_jax import inference
-from vidstyleode_jax.apps.errors import AppError
+from vidstyleode_jax.errors import UserError
 
 RESOLUTIONS = ("generator", "data")
 
@@ -22,7 +22,7 @@ class Renderer:
 
   def __init__(self, run, batch_frames=4, resolution="generator", progress=True):
     if batch_frames < 1:
-      raise AppError(f"--batch-frames must be >= 1, got {batch_frames}")
+      raise UserError(f"--batch-frames must be >= 1, got {batch_frames}")
     self.run, self.batch_frames, self.progress = run, batch_frames, progress
     nets, model = run.nets, run.nets.model
     output_index = RESOLUTIONS.index(resolution)
@@ -66,8 +66,8 @@ class Renderer:
     solve_times = np.concatenate([np.zeros(1, np.float32), times]) if prepend else times
     z_t, stats = self._solve(self.run.params, z0, solve_times)
     if not bool(stats["solve_ok"]):
-      raise AppError(f"The latent ODE solve up to model time {float(times[-1]):.3f} needed more than "
-                     f"dynamics.max_steps={self.run.config.dynamics.max_steps} steps: raise it with --ode-max-steps")
+      raise UserError(f"The latent ODE solve up to model time {float(times[-1]):.3f} needed more than "
+                      f"dynamics.max_steps={self.run.config.dynamics.max_steps} steps: raise it with --ode-max-steps")
     z_t = z_t[:, 1:] if prepend else z_t
     frames = []
     starts = range(0, len(times), self.batch_frames)

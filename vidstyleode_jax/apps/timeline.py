@@ -7,7 +7,7 @@ in seconds s is frame s * fps of the input video. Times are computed in float64 
 
 import numpy as np
 
-from vidstyleode_jax.apps.errors import AppError
+from vidstyleode_jax.errors import UserError
 
 
 def model_times(frame_positions, video_length):
@@ -23,7 +23,7 @@ def frame_times(num_frames, video_length):
 def positions_at_fps(num_frames, fps_in, fps_out):
   """Frame positions of an output at fps_out spanning the input's first to last frame: [n] float64."""
   if not fps_out > 0:
-    raise AppError(f"--fps must be > 0, got {fps_out}")
+    raise UserError(f"--fps must be > 0, got {fps_out}")
   count = int(np.floor((num_frames - 1) * fps_out / fps_in + 1e-9)) + 1
   return np.arange(count) * fps_in / fps_out
 
@@ -36,23 +36,23 @@ def positions_of_seconds(seconds, fps_in):
 def extrapolation_positions(num_frames, fps_in, seconds):
   """The input's frames followed by round(seconds * fps_in) more at the same rate: [n] float64."""
   if not seconds > 0:
-    raise AppError(f"--seconds must be > 0, got {seconds}")
+    raise UserError(f"--seconds must be > 0, got {seconds}")
   return np.arange(num_frames + int(round(seconds * fps_in)), dtype=np.float64)
 
 
 def check_increasing(positions, flag):
-  """Raises AppError unless the positions are >= 0 and strictly increasing (the ODE is solved forward in time)."""
+  """Raises UserError unless the positions are >= 0 and strictly increasing (the ODE is solved forward in time)."""
   positions = np.asarray(positions)
   if positions.size == 0:
-    raise AppError(f"{flag} gives no times")
+    raise UserError(f"{flag} gives no times")
   if positions[0] < 0 or np.any(np.diff(positions) <= 0):
-    raise AppError(f"{flag} must list times >= 0 in strictly increasing order, got {positions.tolist()}")
+    raise UserError(f"{flag} must list times >= 0 in strictly increasing order, got {positions.tolist()}")
   return positions
 
 
 def parse_numbers(text, flag):
-  """'0,1.5,3' -> [0.0, 1.5, 3.0]; raises AppError naming the flag otherwise."""
+  """'0,1.5,3' -> [0.0, 1.5, 3.0]; raises UserError naming the flag otherwise."""
   try:
     return [float(x) for x in text.split(",") if x.strip()]
   except ValueError:
-    raise AppError(f"{flag} must be comma-separated numbers, got {text!r}") from None
+    raise UserError(f"{flag} must be comma-separated numbers, got {text!r}") from None

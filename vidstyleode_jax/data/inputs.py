@@ -5,12 +5,13 @@ official `img_root/<video>/000.png, ...` layout (architecture.md §2.1). A video
 name. Frames of a folder are ordered by the number in their file stem, parsed as the original does (§2.2): the last
 `_`-separated token with non-digits stripped from both ends.
 
-Every frame is resized with PIL's antialiased bilinear filter so that it covers height x width with its aspect ratio
-kept, and center-cropped: `cover_resize`. The first `skip_frames` frames (in frame order, as the original skips the
-first directory entries) are dropped.
+`model_frames` turns decoded frames into the model's input, here and in the applications: the first `skip_frames`
+frames (in frame order, as the original skips the first directory entries) are dropped, and every other frame is
+resized with PIL's antialiased bilinear filter so that it covers height x width with its aspect ratio kept, and
+center-cropped (`cover_resize`).
 
 Problems with one video raise UnusableVideo (the caller skips it and reports why); problems with the inputs as a
-whole (an unreadable descriptions table or split list) raise InputsError.
+whole (an unreadable descriptions table or split list) raise UserError.
 """
 
 import csv
@@ -24,6 +25,8 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
+from vidstyleode_jax.errors import UserError
+
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".avi")
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")
 FOLDER_DESCRIPTION_FILE = "text_descriptions.txt"
@@ -33,11 +36,7 @@ TRUNCATION_FRACTION = 0.9
 TRUNCATION_SLACK_FRAMES = 2
 
 
-class InputsError(ValueError):
-  """The inputs as a whole cannot be used: the message names the file and what was expected."""
-
-
-class UnusableVideo(ValueError):
+class UnusableVideo(UserError):
   """One video cannot be used; `path` is the offending file or folder and `reason` says why."""
 
   def __init__(self, path, reason):
@@ -74,7 +73,7 @@ class DecodedVideo:
 def find_inputs(videos_dir, exclude=()):
   """The videos in videos_dir, sorted by name; hidden entries and the folders in `exclude` are left out."""
   if not os.path.isdir(videos_dir):
-    raise InputsError(f"{videos_dir}: no such videos folder")
+    raise UserError(f"{videos_dir}: no such videos folder")
   excluded = {os.path.realpath(path) for path in exclude}
   found = []
   for entry in sorted(os.listdir(videos_dir)):
@@ -126,49 +125,71 @@ def cover_resize(image, height, width):
   return np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR, box=box))
 
 
-def _decode_file(path, height, width):
-  """-> (frames [t, H, W, 3] uint8, fps), decoding with the ffmpeg of imageio-ffmpeg one frame at a time."""
+def model_frames(native_frames, height, width, skip_frames=0):
+  """The model's input from decoded frames, as dataset preparation and the applications both make it.
+
+  The first skip_frames frames are dropped and every other one is resized to cover height x width, aspect kept,
+  and center-cropped (`cover_resize`).
+
+  Args:
+    native_frames: an iterable of [h, w, 3] uint8 frames as decoded, consumed one frame at a time (a long video is
+      never held at its native size).
+    height, width: the model's frame size (config.data.height, width).
+    skip_frames: config.data.skip_frames.
+
+  Returns:
+    (frames [time, height, width, 3] uint8, the number of frames read, skipped ones included).
+  """
+  kept, count = [], 0
+  for count, frame in enumerate(native_frames, start=1):
+    if count > skip_frames:
+      kept.append(cover_resize(Image.fromarray(np.asarray(frame, np.uint8)), height, width))
+  return (np.stack(kept) if kept else np.zeros((0, height, width, 3), np.uint8)), count
+
+
+def file_frames(path):
+  """-> (iterator of [h, w, 3] uint8 frames, fps, frame count the container states) of a video file.
+
+  Decoded one frame at a time by the ffmpeg of imageio-ffmpeg. Raises UnusableVideo for an empty or undecodable
+  file (the iterator raises it for a file that breaks off mid-way).
+  """
   if os.path.getsize(path) == 0:
     raise UnusableVideo(path, "empty file (0 bytes)")
-  frames = []
+
+  def cannot_decode(error):
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return UnusableVideo(path, f"cannot be decoded ({first_line})")
+
+  decode_errors = (OSError, RuntimeError, ValueError, KeyError, StopIteration)  # what imageio-ffmpeg raises
   try:
     reader = imageio_ffmpeg.read_frames(path)
     meta = next(reader)
-    source_width, source_height = meta["size"]
-    for frame in reader:
-      image = Image.frombuffer("RGB", (source_width, source_height), frame, "raw", "RGB", 0, 1)
-      frames.append(cover_resize(image, height, width))
-  except (OSError, RuntimeError, ValueError, KeyError, StopIteration) as error:  # what imageio-ffmpeg raises
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    raise UnusableVideo(path, f"cannot be decoded ({first_line})") from None
-  if not frames:
-    raise UnusableVideo(path, "holds no frames")
+    width, height = meta["size"]
+  except decode_errors as error:
+    raise cannot_decode(error) from None
+
+  def frames():
+    try:
+      for frame in reader:
+        yield np.frombuffer(frame, np.uint8).reshape(height, width, 3)
+    except decode_errors as error:
+      raise cannot_decode(error) from None
+
   fps = float(meta.get("fps") or 0.0)
-  expected = float(meta.get("duration") or 0.0) * fps
-  if len(frames) < TRUNCATION_FRACTION * expected - TRUNCATION_SLACK_FRAMES:
-    raise UnusableVideo(path, f"truncated or corrupt: decoded {len(frames)} frames, the container states about "
-                        f"{round(expected)}")
-  return np.stack(frames), fps
+  return frames(), fps, float(meta.get("duration") or 0.0) * fps
 
 
-def _decode_folder(folder, height, width):
-  """-> (frames [t, H, W, 3] uint8, frame numbers [t], stems) of a frame folder, all frames."""
-  numbered = frame_files(folder)
-  if not numbered:
-    raise UnusableVideo(folder, f"holds no frames ({'/'.join(FRAME_EXTENSIONS)} files)")
-  frames = []
+def _folder_frames(numbered):
   for _, path in numbered:
     try:
       with Image.open(path) as image:
-        frames.append(cover_resize(image, height, width))
+        yield np.asarray(image.convert("RGB"))
     except OSError as error:  # PIL raises UnidentifiedImageError (an OSError) or OSError on a broken file
       raise UnusableVideo(path, f"unreadable image ({error})") from None
-  stems = tuple(os.path.splitext(os.path.basename(path))[0] for _, path in numbered)
-  return np.stack(frames), np.asarray([number for number, _ in numbered], np.int64), stems
 
 
 def decode(video, height, width, skip_frames, min_frames):
-  """Decodes, resizes and crops a video's frames and drops the first skip_frames of them.
+  """Decodes a video's frames into the model's input (`model_frames`).
 
   Args:
     video: a VideoInput.
@@ -183,16 +204,26 @@ def decode(video, height, width, skip_frames, min_frames):
     UnusableVideo: the file is empty, corrupt or truncated, a frame is unreadable, or too few frames remain.
   """
   if video.kind == "file":
-    frames, fps = _decode_file(video.path, height, width)
-    frame_index, stems = np.arange(len(frames), dtype=np.int64), None
+    native, fps, stated = file_frames(video.path)
+    frames, count = model_frames(native, height, width, skip_frames)
+    if not count:
+      raise UnusableVideo(video.path, "holds no frames")
+    if count < TRUNCATION_FRACTION * stated - TRUNCATION_SLACK_FRAMES:
+      raise UnusableVideo(video.path, f"truncated or corrupt: decoded {count} frames, the container states about "
+                          f"{round(stated)}")
+    frame_index, stems = np.arange(count, dtype=np.int64), None
   else:
-    frames, frame_index, stems = _decode_folder(video.path, height, width)
+    numbered = frame_files(video.path)
+    if not numbered:
+      raise UnusableVideo(video.path, f"holds no frames ({'/'.join(FRAME_EXTENSIONS)} files)")
+    frames, count = model_frames(_folder_frames(numbered), height, width, skip_frames)
+    frame_index = np.asarray([number for number, _ in numbered], np.int64)
+    stems = tuple(os.path.splitext(os.path.basename(path))[0] for _, path in numbered)
     fps = 0.0
-  if len(frames) < skip_frames + min_frames:
-    raise UnusableVideo(video.path, f"{len(frames)} frames, fewer than one clip (skip_frames {skip_frames} + "
+  if count < skip_frames + min_frames:
+    raise UnusableVideo(video.path, f"{count} frames, fewer than one clip (skip_frames {skip_frames} + "
                         f"frames_per_clip {min_frames})")
-  return DecodedVideo(frames[skip_frames:], frame_index[skip_frames:], fps,
-                      stems[skip_frames:] if stems is not None else None)
+  return DecodedVideo(frames, frame_index[skip_frames:], fps, stems[skip_frames:] if stems is not None else None)
 
 
 def _decode_text(path, data):
@@ -236,30 +267,30 @@ def read_description_table(path):
     with open(path, encoding="utf-8-sig") as f:
       content = f.read()
   except (OSError, UnicodeDecodeError) as error:
-    raise InputsError(f"{path}: cannot read the descriptions file ({error})") from None
+    raise UserError(f"{path}: cannot read the descriptions file ({error})") from None
   table = {}
   if path.lower().endswith(".json"):
     try:
       entries = json.loads(content)
     except json.JSONDecodeError as error:
-      raise InputsError(f"{path}: not valid JSON ({error})") from None
+      raise UserError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(entries, dict):
-      raise InputsError(f"{path}: expected a JSON object {{name: text or [text, ...]}}")
+      raise UserError(f"{path}: expected a JSON object {{name: text or [text, ...]}}")
     for name, texts in entries.items():
       texts = [texts] if isinstance(texts, str) else texts
       if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
-        raise InputsError(f"{path}: entry {name!r} must be a string or a list of strings")
+        raise UserError(f"{path}: entry {name!r} must be a string or a list of strings")
       table[name] = [text.strip() for text in texts if text.strip()]
   elif path.lower().endswith(".csv"):
     rows = csv.DictReader(content.splitlines())
     if rows.fieldnames is None or not {"name", "description"} <= set(rows.fieldnames):
-      raise InputsError(f"{path}: the CSV header must hold the columns name,description; found {rows.fieldnames}")
+      raise UserError(f"{path}: the CSV header must hold the columns name,description; found {rows.fieldnames}")
     for row in rows:
       text = (row["description"] or "").strip()
       if text:
         table.setdefault(row["name"], []).append(text)
   else:
-    raise InputsError(f"{path}: the descriptions file must end in .csv or .json")
+    raise UserError(f"{path}: the descriptions file must end in .csv or .json")
   return {name: texts for name, texts in table.items() if texts}
 
 
@@ -269,15 +300,14 @@ def read_split_list(path):
     with open(path, encoding="utf-8") as f:
       names = [line.strip() for line in f]
   except (OSError, UnicodeDecodeError) as error:
-    raise InputsError(f"{path}: cannot read the split list ({error})") from None
+    raise UserError(f"{path}: cannot read the split list ({error})") from None
   return sorted({name for name in names if name})
 
 
 def hash_split(names, test_fraction):
   """Deterministic held-out split: the max(1, round(fraction * n)) names of lowest sha256 -> (train, test)."""
   if len(names) < 2:
-    raise InputsError(f"{len(names)} usable video(s): at least 2 are needed to hold one out for testing; give "
-                      "--split lists instead")
+    raise UserError(f"{len(names)} video name(s): at least 2 are needed to hold one out for testing")
   num_test = min(len(names) - 1, max(1, round(test_fraction * len(names))))
   by_hash = sorted(names, key=lambda name: hashlib.sha256(name.encode("utf-8")).hexdigest())
   test = set(by_hash[:num_test])

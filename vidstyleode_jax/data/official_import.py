@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from vidstyleode_jax.data import inputs
+from vidstyleode_jax.errors import UserError
 
 INVERSION_EXTENSION = ".pt"
 
@@ -20,12 +21,12 @@ def _torch():
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise inputs.InputsError("--import_inversions reads PyTorch .pt files and needs torch: pip install torch") from None
+    raise UserError("--import_inversions reads PyTorch .pt files and needs torch: pip install torch") from None
   return torch
 
 
 def check_torch():
-  """Raises InputsError early if PyTorch is not installed."""
+  """Raises UserError early if PyTorch is not installed."""
   _torch()
 
 

@@ -15,16 +15,13 @@ deleted unless --keep_work. Unusable inputs are skipped and listed with their re
 stops at the first one instead). The same inputs give the same arrays whether prepared in one run or resumed.
 """
 
-import contextlib
 import dataclasses
 import glob
 import hashlib
 import json
-import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 from absl import flags
@@ -33,21 +30,21 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
+from vidstyleode_jax import errors
+from vidstyleode_jax import files
 from vidstyleode_jax import inversion
 from vidstyleode_jax import ported
+from vidstyleode_jax import text
 from vidstyleode_jax.data import inputs
 from vidstyleode_jax.data import official_import
 from vidstyleode_jax.data import prepared
+from vidstyleode_jax.errors import UserError
+from vidstyleode_jax.models import frozen
 
 WORK_DIR = "work"
 SETTINGS_FILE = "settings.json"
 REPORT_FILE = "report.tsv"
 WORK_SUFFIX = ".npz"
-TEMP_SUFFIX = ".tmp"
-
-
-class PrepareError(ValueError):
-  """A user error that stops preparation: the message names the file or flag and what was expected."""
 
 
 def define_flags(argv):
@@ -103,11 +100,6 @@ class Settings:
   descriptions: str  # the descriptions table and its hash, or ""
 
 
-def config_wplus_shape(config):
-  """(n_latent, style_dim) of the config's generator: n_latent = 2 * log2(resolution) - 2."""
-  return 2 * int(math.log2(config.generator.resolution)) - 2, config.generator.style_dim
-
-
 def _file_sha256(path):
   with open(path, "rb") as f:
     return hashlib.sha256(f.read()).hexdigest()
@@ -122,36 +114,34 @@ def _encoder_identity(psp_dir):
   return f"psp {os.path.abspath(psp_dir)} ({source})"
 
 
-def load_inverter(psp_dir, wplus_shape, batch_size):
-  """The ported pSp encoder; raises PrepareError if it is missing or writes W+ of another shape than the config."""
+def load_inverter(psp_dir, generator, batch_size):
+  """The ported pSp encoder for the config's `generator` module.
+
+  Raises UserError if the folder is missing or the encoder writes W+ of another shape than the generator reads;
+  warns when the pSp's own decoder has another output size than the generator (its codes were fitted to another
+  generator, which may still be what the user wants).
+  """
   try:
     inverter = inversion.Inverter.from_ported(psp_dir, batch_size)
-  except ported.PortedWeightsError as error:
-    raise PrepareError(f"--psp: {error}") from None
-  if (inverter.n_styles, inverter.style_dim) != tuple(wplus_shape):
-    raise PrepareError(
+  except UserError as error:
+    raise UserError(f"--psp: {error}") from None
+  if (inverter.n_styles, inverter.style_dim) != (generator.n_latent, generator.style_dim):
+    raise UserError(
         f"{psp_dir}: the pSp encoder writes W+ of shape [{inverter.n_styles}, {inverter.style_dim}] (n_styles, "
-        f"style_dim) but the config's generator reads [{wplus_shape[0]}, {wplus_shape[1]}] (2 * log2("
+        f"style_dim) but the config's generator reads [{generator.n_latent}, {generator.style_dim}] (2 * log2("
         "generator.resolution) - 2, generator.style_dim)")
+  decoder = ported.build_module(ported.read_architecture(psp_dir, "psp")["decoder"])
+  decoder_size, generator_size = [(g.resolution, g.resolution // g.aspect) for g in (decoder, generator)]
+  if decoder_size != generator_size:
+    print(f"prepare: warning: the pSp in {psp_dir} was trained with a {decoder_size[0]}x{decoder_size[1]} decoder, "
+          f"but the config's generator renders {generator_size[0]}x{generator_size[1]}: its W+ codes may not suit "
+          "this generator", file=sys.stderr)
   return inverter
-
-
-@contextlib.contextmanager
-def _atomic_file(path, binary=False):
-  """Yields a temporary file next to path, renamed to path when the block succeeds and removed otherwise."""
-  handle, temp_path = tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=os.path.dirname(path) or ".")
-  try:
-    with os.fdopen(handle, "wb") if binary else os.fdopen(handle, "w", encoding="utf-8") as f:
-      yield f
-    os.replace(temp_path, path)
-  finally:
-    if os.path.exists(temp_path):
-      os.remove(temp_path)
 
 
 def save_work(path, example):
   """Writes one video's arrays to path atomically."""
-  with _atomic_file(path, binary=True) as f:
+  with files.atomic_file(path, binary=True) as f:
     np.savez(f, frames=example["frames"], wplus=example["wplus"], frame_index=example["frame_index"],
              fps=np.float32(example["fps"]), descriptions=np.asarray(example["descriptions"], dtype=str))
 
@@ -160,12 +150,21 @@ def load_work(path, name):
   """One finished video's example dict (the fields of data/prepared.py)."""
   with np.load(path, allow_pickle=False) as data:
     return dict(name=name, frames=data["frames"], wplus=data["wplus"], frame_index=data["frame_index"],
-                descriptions=[str(text) for text in data["descriptions"]], fps=np.float32(data["fps"]))
+                descriptions=[str(line) for line in data["descriptions"]], fps=np.float32(data["fps"]))
 
 
-def prepare_video(video, settings, description_table, encode):
-  """Decodes, describes and inverts one video -> example dict; raises inputs.UnusableVideo."""
+def prepare_video(video, settings, description_table, count_tokens, context_length, encode):
+  """Decodes, describes and inverts one video -> example dict; raises inputs.UnusableVideo.
+
+  count_tokens(text) -> CLIP tokens of a description (start and end included); a description longer than
+  context_length makes the video unusable, since training could not tokenize it.
+  """
   descriptions = inputs.video_descriptions(video, description_table)
+  for number, description in enumerate(descriptions, start=1):
+    tokens = count_tokens(description)
+    if tokens > context_length:
+      raise inputs.UnusableVideo(video.path, f"description {number} ({description[:40]!r}...) has {tokens} CLIP "
+                                 f"tokens, more than clip.context_length={context_length} (start and end included)")
   decoded = inputs.decode(video, settings.height, settings.width, settings.skip_frames, settings.frames_per_clip)
   wplus = encode(video, decoded)
   return dict(name=video.name, frames=decoded.frames, wplus=wplus, frame_index=decoded.frame_index,
@@ -182,14 +181,13 @@ def _open_work_dir(work_dir, settings):
     changed = {key: (previous.get(key), value) for key, value in current.items() if previous.get(key) != value}
     if changed:
       details = "; ".join(f"{key}: {old} -> {new}" for key, (old, new) in changed.items())
-      raise PrepareError(f"{work_dir}: holds videos prepared with other settings ({details}); rerun with "
+      raise UserError(f"{work_dir}: holds videos prepared with other settings ({details}); rerun with "
                          "--overwrite to start over")
   else:
     os.makedirs(work_dir, exist_ok=True)
-    with _atomic_file(settings_path) as f:
+    with files.atomic_file(settings_path) as f:
       json.dump(current, f, indent=2)
-  for stale in glob.glob(os.path.join(work_dir, ".*" + TEMP_SUFFIX)):  # left by a killed run
-    os.remove(stale)
+  files.remove_stale_temporaries(work_dir)  # left by a killed run
 
 
 def _parse_split_flags(split_flags):
@@ -198,27 +196,36 @@ def _parse_split_flags(split_flags):
   for value in split_flags:
     split, sep, path = value.partition("=")
     if not sep or not split or not path:
-      raise PrepareError(f"--split {value!r}: expected NAME=FILE, e.g. --split train=fashion_train_videos.txt")
+      raise UserError(f"--split {value!r}: expected NAME=FILE, e.g. --split train=fashion_train_videos.txt")
     if split in lists:
-      raise PrepareError(f"--split: split {split!r} is given twice")
+      raise UserError(f"--split: split {split!r} is given twice")
     lists[split] = inputs.read_split_list(path)
   return lists
 
 
-def _encoder(options, config, wplus_shape):
+def _token_counter(config):
+  """text -> CLIP tokens under the tokenizer training will use (a built vocabulary has one token per word)."""
+  if text.builds_vocabulary(config):
+    return text.built_token_count
+  tokenizer = text.ClipTokenizer(text.tokenizer_folder(config, workdir=None), config.clip.context_length)
+  return lambda description: len(tokenizer.token_ids(description))
+
+
+def _encoder(options, config, generator):
   """-> (identity for Settings, encode(video, decoded) -> W+ [time, n_latent, style_dim]): pSp or imported."""
+  wplus_shape = (generator.n_latent, generator.style_dim)
   if options.import_inversions:
     official_import.check_torch()
     if not os.path.isdir(options.import_inversions):
-      raise PrepareError(f"--import_inversions={options.import_inversions}: no such folder")
+      raise UserError(f"--import_inversions={options.import_inversions}: no such folder")
     encode = lambda video, decoded: official_import.read_inversions(options.import_inversions, video, decoded.stems,
                                                                    wplus_shape)
     return f"imported {os.path.abspath(options.import_inversions)}", encode
   psp_dir = options.psp or (config.psp.checkpoint if "psp" in config else None)
   if not psp_dir:
-    raise PrepareError("no pSp encoder: pass --psp=DIR (a folder written by `python -m port_weights psp`) or "
+    raise UserError("no pSp encoder: pass --psp=DIR (a folder written by `python -m port_weights psp`) or "
                        "--import_inversions=ROOT")
-  inverter = load_inverter(psp_dir, wplus_shape, options.batch_size)
+  inverter = load_inverter(psp_dir, generator, options.batch_size)
   return _encoder_identity(psp_dir), lambda video, decoded: inverter(decoded.frames)
 
 
@@ -248,7 +255,7 @@ def _write_report(path, skipped):
   """OUT/report.tsv: one row per input that is not in the dataset, with the reason."""
   clean = lambda text: " ".join(str(text).split())
   rows = ["input\treason"] + [f"{clean(source)}\t{clean(reason)}" for source, reason in skipped]
-  with _atomic_file(path) as f:
+  with files.atomic_file(path) as f:
     f.write("\n".join(rows) + "\n")
 
 
@@ -260,23 +267,23 @@ def _examples(work_dir, names, counts):
 
 
 def run(options):
-  """Prepares the dataset for parsed flags; returns the exit status. Raises PrepareError / inputs.InputsError."""
+  """Prepares the dataset for parsed flags; returns the exit status. Raises UserError / UserError."""
   if options["config"].present == 0:
-    raise PrepareError("--config is required, e.g. --config=configs/fashion.py")
+    raise UserError("--config is required, e.g. --config=configs/fashion.py")
   try:
     config = options.config
     data = config.data
   except Exception as error:  # config_flags stands in a placeholder that raises whatever loading the file raised
-    raise PrepareError(f"--config: {' '.join(str(error.__cause__ or error).split())}") from None
+    raise UserError(f"--config: {' '.join(str(error.__cause__ or error).split())}") from None
   if not options.videos:
-    raise PrepareError("--videos is required: a folder of video files and/or frame folders")
+    raise UserError("--videos is required: a folder of video files and/or frame folders")
   if not 0 < options.test_fraction < 1:
-    raise PrepareError(f"--test_fraction={options.test_fraction}: must be between 0 and 1")
+    raise UserError(f"--test_fraction={options.test_fraction}: must be between 0 and 1")
   if options.batch_size < 1:
-    raise PrepareError(f"--batch_size={options.batch_size}: must be at least 1")
+    raise UserError(f"--batch_size={options.batch_size}: must be at least 1")
   out = options.out or data.get("dataset_dir")
   if not out:
-    raise PrepareError("--out is required (the config has no data.dataset_dir)")
+    raise UserError("--out is required (the config has no data.dataset_dir)")
   dataset_path = prepared.builder_dir(out)
   work_dir = os.path.join(out, WORK_DIR)
   report_path = os.path.join(out, REPORT_FILE)
@@ -288,10 +295,13 @@ def run(options):
     for path in (os.path.dirname(dataset_path), work_dir):
       shutil.rmtree(path, ignore_errors=True)
 
-  wplus_shape = config_wplus_shape(config)
+  config = frozen.resolve_architectures(config, names=("generator", "clip"))
+  generator = frozen.network("generator", config)
+  wplus_shape = (generator.n_latent, generator.style_dim)
+  count_tokens = _token_counter(config)
   description_table = inputs.read_description_table(options.descriptions) if options.descriptions else {}
   split_lists = _parse_split_flags(options.split)
-  encoder, encode = _encoder(options, config, wplus_shape)
+  encoder, encode = _encoder(options, config, generator)
   settings = Settings(
       height=options.height or data.height, width=options.width or data.width,
       skip_frames=data.get("skip_frames", 0), frames_per_clip=data.frames_per_clip, wplus_shape=wplus_shape,
@@ -303,7 +313,7 @@ def run(options):
 
   def skip(source, reason, unusable=True):
     if unusable and options.strict:
-      raise PrepareError(f"{source}: {reason} (--strict)")
+      raise UserError(f"{source}: {reason} (--strict)")
     skipped.append((source, reason))
 
   found = inputs.find_inputs(options.videos, exclude=[path for path in (out, options.import_inversions) if path])
@@ -315,7 +325,8 @@ def run(options):
     path = os.path.join(work_dir, video.name + WORK_SUFFIX)
     if not os.path.isfile(path):
       try:
-        save_work(path, prepare_video(video, settings, description_table, encode))
+        save_work(path, prepare_video(video, settings, description_table, count_tokens, config.clip.context_length,
+                                      encode))
       except inputs.UnusableVideo as error:
         skip(error.path, error.reason)
         continue
@@ -327,11 +338,14 @@ def run(options):
   if split_lists:
     splits = {split: [name for name in names if name in finished] for split, names in split_lists.items()}
   else:
+    if len(finished) < 2:
+      raise UserError(f"{len(finished)} usable video(s) in {options.videos}, at least 2 are needed (one held out for "
+                      f"testing); {report_path} lists why the others were skipped")
     train, test = inputs.hash_split(sorted(finished), options.test_fraction)
     splits = {data.get("train_split", "train"): train, data.get("eval_split", "test"): test}
   empty = [split for split, names in splits.items() if not names]
   if empty:
-    raise PrepareError(f"split(s) {empty} would hold no usable video; see {report_path}")
+    raise UserError(f"split(s) {empty} would hold no usable video; see {report_path}")
 
   for incomplete in glob.glob(os.path.join(os.path.dirname(dataset_path), "incomplete.*")):
     shutil.rmtree(incomplete)  # left by an interrupted earlier write
@@ -348,6 +362,7 @@ def run(options):
   return 0
 
 
+@errors.exits_on_user_error("prepare")
 def main(argv):
   """Runs the command; returns the exit status. User errors print one line to stderr and return 1."""
   argv = list(argv)
@@ -359,13 +374,8 @@ def main(argv):
   try:
     flag_values(argv)
   except flags.Error as error:
-    print(f"prepare: {error} (see --help)", file=sys.stderr)
-    return 2
-  try:
-    return run(flag_values)
-  except (PrepareError, inputs.InputsError) as error:
-    print(f"prepare: {error}", file=sys.stderr)
-    return 1
+    raise UserError(f"{error} (see --help)") from None
+  return run(flag_values)
 
 
 if __name__ == "__main__":

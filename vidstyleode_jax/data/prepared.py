@@ -27,16 +27,14 @@ import tempfile
 import numpy as np
 import tensorflow_datasets as tfds
 
+from vidstyleode_jax.errors import UserError
+
 BUILDER_NAME = "vidstyleode_videos"
 VERSION = "1.0.0"
 METADATA_FIELDS = ("names", "descriptions", "frame_index", "fps")
 # frames and wplus are stored as one raw byte string each: tfds' default encoding (one int64/float per value) is
 # 8x larger for uint8 frames and takes about 0.5 s per fashion-size video to decode, holding the GIL.
 RAW_BYTES = tfds.features.Encoding.BYTES
-
-
-class PreparedDatasetError(ValueError):
-  """A prepared dataset is missing, incomplete, or does not match what the config asks for."""
 
 
 class VidstyleodeVideos(tfds.core.GeneratorBasedBuilder):
@@ -117,18 +115,18 @@ class PreparedSplit:
 
 
 def open_split(dataset_dir, split):
-  """Opens one split; raises PreparedDatasetError naming the folder and what is wrong."""
+  """Opens one split; raises UserError naming the folder and what is wrong."""
   path = builder_dir(dataset_dir)
   if not os.path.isfile(os.path.join(path, "dataset_info.json")):
-    raise PreparedDatasetError(
+    raise UserError(
         f"{dataset_dir}: no prepared dataset (expected {path}/dataset_info.json); create it with "
         "`python -m vidstyleode_jax.data.prepare`")
   builder = tfds.builder_from_directory(path)
   if split not in builder.info.splits:
-    raise PreparedDatasetError(f"{path}: has no split {split!r}; it holds {sorted(builder.info.splits)}")
+    raise UserError(f"{path}: has no split {split!r}; it holds {sorted(builder.info.splits)}")
   metadata = builder.info.metadata.get(split)
   if metadata is None or set(metadata) != set(METADATA_FIELDS):
-    raise PreparedDatasetError(f"{path}/metadata.json: no complete entry for split {split!r}")
+    raise UserError(f"{path}/metadata.json: no complete entry for split {split!r}")
   features = builder.info.features
   return PreparedSplit(
       names=tuple(metadata["names"]),

@@ -1,7 +1,7 @@
 """Where training and evaluation videos come from, by config.data.kind, as video sources.
 
 `synthetic`: the built-in demo videos (data/synthetic.py), rendered once per workdir and cached there (written
-atomically), together with a demo CLIP vocabulary built from their descriptions.
+atomically).
 `prepared`: the splits config.data.train_split and eval_split of the prepared dataset in config.data.dataset_dir
 (data/prepared.py, written by `python -m vidstyleode_jax.data.prepare`, which has already dropped the first
 config.data.skip_frames frames of every video), read video by video from its ArrayRecord files.
@@ -9,34 +9,36 @@ config.data.skip_frames frames of every video), read video by video from its Arr
 Both kinds give video sources, the one interface the input pipeline (data/pipeline.py) and evaluation read through:
 per video its usable frame numbers (after config.data.skip_frames, re-based to 0) and its description, and
 clip(video, frame_numbers) -> (frames, wplus). Tokens come from each video's (first) description with the run's
-tokenizer: config.clip.tokenizer, or when it is empty the demo vocabulary.
+tokenizer (text.tokenizer_folder). When the run's CLIP is drawn at random and no tokenizer is named, training first
+builds the vocabulary from every description the data can hold (text.write_vocabulary_of), once per workdir.
 """
 
 import dataclasses
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
+from vidstyleode_jax import files
 from vidstyleode_jax import text
 from vidstyleode_jax.data import pipeline
 from vidstyleode_jax.data import prepared
 from vidstyleode_jax.data import synthetic
+from vidstyleode_jax.errors import UserError
 
 
 class VideoSource:
   """Videos read clip by clip.
 
   frame_numbers[v]: [frames] int64, the usable frame numbers of video v (stored frames after skip_frames, re-based
-  so that the first kept frame is 0); descriptions[v]: its description.
+  so that the first kept frame is 0); descriptions[v]: its description; names[v]: its name.
   """
 
-  def __init__(self, frame_index, descriptions, skip_frames):
+  def __init__(self, frame_index, descriptions, skip_frames, names):
     """frame_index: per video, [stored frames] the source frame number of every stored frame, increasing."""
     self.skip_frames = skip_frames
     self.frame_numbers = tuple(pipeline.usable_frame_numbers(f, skip_frames) for f in frame_index)
     self.descriptions = tuple(descriptions)
+    self.names = tuple(names)
 
   def __len__(self):
     return len(self.frame_numbers)
@@ -60,7 +62,8 @@ class InMemoryVideos(VideoSource):
   def __init__(self, videos, skip_frames=0):
     self.videos = videos
     num_frames = videos.frames.shape[1]
-    super().__init__([np.arange(num_frames)] * len(videos), videos.descriptions, skip_frames)
+    super().__init__([np.arange(num_frames)] * len(videos), videos.descriptions, skip_frames,
+                     [f"demo video {k}" for k in range(len(videos))])
 
   def clip(self, video, frame_numbers):
     positions = self.positions(video, frame_numbers)
@@ -74,9 +77,9 @@ class PreparedVideos(VideoSource):
     self.split = split
     for video, frame_index in enumerate(split.frame_index):
       if np.any(np.diff(frame_index) <= 0):
-        raise prepared.PreparedDatasetError(
+        raise UserError(
             f"video {split.names[video]!r}: frame_index is not increasing ({frame_index[:8].tolist()}...)")
-    super().__init__(split.frame_index, [d[0] if d else "" for d in split.descriptions], skip_frames)
+    super().__init__(split.frame_index, [d[0] if d else "" for d in split.descriptions], skip_frames, split.names)
 
   def clip(self, video, frame_numbers):
     positions = self.positions(video, frame_numbers)
@@ -93,54 +96,37 @@ class Datasets:
   tokenizer: text.ClipTokenizer
 
 
-def _save_atomically(videos, path):
-  handle, tmp = tempfile.mkstemp(suffix=".npz", dir=os.path.dirname(path))
-  os.close(handle)
-  videos.save(tmp)
-  os.replace(tmp, path)
-
-
 def _cached_videos(path, make):
   if not os.path.exists(path):
-    _save_atomically(make(), path)
+    with files.atomic_path(path) as temp_path:
+      make().save(temp_path)
   return synthetic.VideoArrays.load(path)
 
 
-def _demo_vocabulary(folder):
-  """The demo CLIP vocabulary in folder/tokenizer, written once; safe when several processes share the folder."""
-  tokenizer_dir = os.path.join(folder, "tokenizer")
-  if not os.path.isdir(tokenizer_dir):
-    os.makedirs(folder, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=folder)
-    text.write_demo_vocabulary(tmp, synthetic.vocabulary_words())
+def tokenize(tokenizer, videos):
+  """[videos, context] int32 token ids of every video's description; a UserError names a video whose is too long."""
+  rows = []
+  for name, description in zip(videos.names, videos.descriptions):
     try:
-      os.rename(tmp, tokenizer_dir)
-    except OSError:  # another process renamed its copy first
-      shutil.rmtree(tmp)
-  return tokenizer_dir
+      rows.append(tokenizer(description)[0])
+    except UserError as error:
+      raise UserError(f"video {name!r}: {error}") from None
+  return np.stack(rows)
 
 
-def _tokenizer(config, folder):
-  """config.clip.tokenizer, or the demo vocabulary written in `folder` when that field is empty."""
-  tokenizer_dir = config.clip.tokenizer or _demo_vocabulary(folder)
-  tokenizer = text.ClipTokenizer(tokenizer_dir, config.clip.context_length)
-  if tokenizer.vocab_size > config.clip.vocab_size:
-    raise ValueError(
-        f"the tokenizer in {tokenizer_dir} has {tokenizer.vocab_size} ids, more than clip.vocab_size="
-        f"{config.clip.vocab_size}"
-    )
-  return tokenizer
-
-
-def _datasets(config, train, evaluation, folder):
-  tokenizer = _tokenizer(config, folder)
-  return Datasets(train, evaluation, tokenizer(list(train.descriptions)), tokenizer(list(evaluation.descriptions)),
-                  tokenizer)
+def _datasets(config, train, evaluation, workdir, vocabulary_texts):
+  """Datasets of two video sources, tokenized with the run's tokenizer (built from vocabulary_texts if needed)."""
+  folder = text.tokenizer_folder(config, workdir)
+  if text.builds_vocabulary(config) and not os.path.isdir(folder):
+    with files.atomic_folder(folder, exist_ok=True) as temp_folder:  # processes of one run may race here
+      text.write_vocabulary_of(temp_folder, vocabulary_texts)
+  tokenizer = text.load_tokenizer(config, workdir)
+  return Datasets(train, evaluation, tokenize(tokenizer, train), tokenize(tokenizer, evaluation), tokenizer)
 
 
 def synthetic_datasets(config, frozen_networks, frozen_vars, workdir):
   d, g = config.data, config.generator
-  folder = os.path.join(workdir, "demo_data")
+  folder = os.path.join(workdir, files.DEMO_DATA_DIR)
   os.makedirs(folder, exist_ok=True)
   render = lambda w: frozen_networks.render(frozen_vars, w)
   mapping = lambda z: frozen_networks.mapping(frozen_vars, z)
@@ -150,7 +136,8 @@ def synthetic_datasets(config, frozen_networks, frozen_vars, workdir):
   )
   train = _cached_videos(os.path.join(folder, "train.npz"), lambda: make(d.num_train_videos, [config.seed, 0]))
   evaluation = _cached_videos(os.path.join(folder, "eval.npz"), lambda: make(d.num_eval_videos, [config.seed, 1]))
-  return _datasets(config, InMemoryVideos(train, d.skip_frames), InMemoryVideos(evaluation, d.skip_frames), folder)
+  return _datasets(config, InMemoryVideos(train, d.skip_frames), InMemoryVideos(evaluation, d.skip_frames), workdir,
+                   synthetic.vocabulary_words())
 
 
 def _open_checked(config, split_field, n_latent):
@@ -160,35 +147,37 @@ def _open_checked(config, split_field, n_latent):
   split = prepared.open_split(d.dataset_dir, split_name)
   where = f"{prepared.builder_dir(d.dataset_dir)} split {split_name!r} (data.{split_field})"
   if split.frame_size != (d.height, d.width):
-    raise prepared.PreparedDatasetError(
+    raise UserError(
         f"{where}: frames are {split.frame_size[0]}x{split.frame_size[1]}, but data.height x data.width = "
         f"{d.height}x{d.width}; prepare the videos at the config's size or change the config")
   wplus_shape = (n_latent, config.generator.style_dim)
   if split.wplus_shape != wplus_shape:
-    raise prepared.PreparedDatasetError(
+    raise UserError(
         f"{where}: W+ inversions are {split.wplus_shape[0]}x{split.wplus_shape[1]}, but the generator "
         f"(generator.resolution={config.generator.resolution}, generator.style_dim={config.generator.style_dim}) "
         f"takes {wplus_shape[0]}x{wplus_shape[1]}")
   videos = PreparedVideos(split)  # `prepare` already dropped the first data.skip_frames frames of every video
   if not len(videos):
-    raise prepared.PreparedDatasetError(f"{where}: holds no videos")
+    raise UserError(f"{where}: holds no videos")
   too_short = [v for v, numbers in enumerate(videos.frame_numbers) if len(numbers) < d.frames_per_clip]
   if too_short:
     listed = ", ".join(f"{split.names[v]!r} ({len(videos.frame_numbers[v])})" for v in too_short[:5])
-    raise prepared.PreparedDatasetError(
+    raise UserError(
         f"{where}: {len(too_short)} videos have fewer than data.frames_per_clip={d.frames_per_clip} frames: "
         f"{listed}{', ...' if len(too_short) > 5 else ''}")
   return videos, where
 
 
 def prepared_datasets(config, n_latent, workdir):
-  """The train and eval splits of config.data.dataset_dir; raises PreparedDatasetError naming what does not fit."""
+  """The train and eval splits of config.data.dataset_dir; raises UserError naming what does not fit."""
   train, where = _open_checked(config, "train_split", n_latent)
   if len(train) < config.data.batch_size:
-    raise prepared.PreparedDatasetError(
+    raise UserError(
         f"{where}: {len(train)} videos cannot fill a batch of data.batch_size={config.data.batch_size}")
   evaluation, _ = _open_checked(config, "eval_split", n_latent)
-  return _datasets(config, train, evaluation, workdir)
+  descriptions = [description for split in (train.split, evaluation.split) for video in split.descriptions
+                  for description in video]
+  return _datasets(config, train, evaluation, workdir, descriptions)
 
 
 def load(config, frozen_networks, frozen_vars, workdir):

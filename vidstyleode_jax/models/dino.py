@@ -12,14 +12,14 @@ DINO_PRETRAINED_SIZE = 224
 
 
 def dino_vit(
-    patch_size: int = 16,
-    width: int = 768,
-    depth: int = 12,
-    num_heads: int = 12,
-    mlp_dim: int = 3072,
+    patch_size: int,
+    width: int,
+    depth: int,
+    num_heads: int,
+    mlp_dim: int,
     pretrained_grid: int | None = None,
 ) -> vit.VisionTransformer:
-  """A DINO ViT (defaults: ViT-B/16): eps 1e-6, exact GELU, patch bias, no ln_pre, DINO position interpolation.
+  """A DINO ViT (ViT-B/16: 16, 768, 12, 12, 3072): eps 1e-6, exact GELU, patch bias, no ln_pre, DINO positions.
 
   pretrained_grid: side of the stored position table; default 224 // patch_size, as DINO's released weights.
   """

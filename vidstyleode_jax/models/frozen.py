@@ -3,19 +3,26 @@
 Their variables live outside the train state: they are passed to the jitted step as a separate argument, receive
 no gradient and no update. `FrozenNetworks` holds the modules and the preprocessing settings and offers the four
 functions the model and the losses need.
+
+Each network's architecture has one owner. With config.<name>.checkpoint set, it is the ported folder's
+architecture.json (written by `python -m port_weights` from the checkpoint's shapes), and the config holds only
+choices (where the weights are, remat, DINO's layers and input size). Without a checkpoint (the demo), it is the
+fields of the config section, and the weights are drawn at random from the seed.
 """
 
 import dataclasses
+import inspect
+import os
 
 import jax
 import jax.numpy as jnp
 
 from vidstyleode_jax import ported
+from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import clip as clip_lib
 from vidstyleode_jax.models import dino as dino_lib
 from vidstyleode_jax.models import stylegan2
 from vidstyleode_jax.models import vit
-from vidstyleode_jax.models.config_fields import fields_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,31 +77,103 @@ class FrozenNetworks:
     return jax.tree.map(lambda x: x.astype(jnp.float32), descriptors)
 
 
+# Each frozen network (by its config section): what builds its module from the architecture fields (a Flax module
+# class or a factory function), and the ported kinds it accepts.
+BUILDERS = dict(generator=stylegan2.Generator, clip=clip_lib.CLIP, dino=dino_lib.dino_vit)
+PORTED_KINDS = dict(generator=("stylegan2", "stylegan2-ada"), clip=("clip",), dino=("dino",))
+
+
+def architecture_fields(builder):
+  """The names of the architecture fields `builder` takes: a module's dataclass fields, or a function's parameters."""
+  if dataclasses.is_dataclass(builder):
+    return tuple(f.name for f in dataclasses.fields(builder) if f.name not in ("parent", "name"))
+  return tuple(inspect.signature(builder).parameters)
+
+
+def _same(a, b):
+  as_tuple = lambda x: tuple(x) if isinstance(x, (list, tuple)) else x
+  return as_tuple(a) == as_tuple(b)
+
+
+def resolve_architectures(config, architectures=None, names=tuple(BUILDERS)):
+  """`config` (a copy) with each frozen network's architecture fields taken from its ported folder.
+
+  A network whose config.<name>.checkpoint is set is built as its ported folder's architecture.json says (read
+  without the weights); the config may repeat a field, but only with the same value. Networks without a checkpoint
+  (the demo) keep the fields of their config section.
+
+  Args:
+    config: a run config.
+    architectures: optional {name: architecture dict} used instead of reading config.<name>.checkpoint (for
+      benchmarks of published checkpoints that are not at hand).
+    names: the networks to resolve (dataset preparation needs only the generator and CLIP).
+
+  Raises:
+    UserError: a folder is missing or of the wrong kind, records a field the module does not take, or disagrees
+      with a field the config sets; the message names the folder, the field and both values.
+  """
+  resolved = config.copy_and_resolve_references()
+  resolved.unlock()
+  for name in names:
+    builder, path = BUILDERS[name], config[name].checkpoint
+    if architectures is not None and name in architectures:
+      architecture, where = architectures[name], f"the published {name} architecture"
+    elif path:
+      architecture, where = ported.read_architecture(path), os.path.join(path, ported.ARCHITECTURE_FILE)
+    else:
+      continue
+    if architecture.get("kind") not in PORTED_KINDS[name]:
+      raise UserError(f"{name}.checkpoint={path} holds ported weights of kind {architecture.get('kind')!r}; "
+                      f"expected one of {PORTED_KINDS[name]}")
+    known = architecture_fields(builder)
+    unknown = sorted(set(architecture["fields"]) - set(known))
+    if unknown:
+      raise UserError(f"{where} records field(s) {unknown} that {builder.__name__} does not take (it takes "
+                      f"{list(known)}): the folder was written by another version of port_weights")
+    section = resolved[name]
+    for field, value in architecture["fields"].items():
+      if field in section and not _same(section[field], value):
+        raise UserError(f"{name}.{field}={section[field]!r} in the config, but {where} has {field}={value!r}: a "
+                        f"ported network's architecture comes from its folder, so drop {name}.{field} from the "
+                        "config or port the checkpoint you mean")
+      section[field] = tuple(value) if isinstance(value, list) else value
+  for name in names:
+    required = [p.name for p in inspect.signature(BUILDERS[name]).parameters.values()
+                if p.default is inspect.Parameter.empty and p.name not in resolved[name]]
+    if required:
+      raise UserError(f"config section {name} has no {', '.join(required)}: set {name}.checkpoint to a ported "
+                      "folder (its architecture.json has them) or set these fields")
+  return resolved
+
+
+def network(name, config):
+  """The Flax module of frozen network `name`, built from config.<name>'s architecture fields."""
+  builder, section = BUILDERS[name], config[name]
+  return builder(**{field: tuple(section[field]) if isinstance(section[field], list) else section[field]
+                    for field in architecture_fields(builder) if field in section})
+
+
 def build(config) -> FrozenNetworks:
-  d = config.dino
+  """The frozen networks of a config whose architectures are resolved (`resolve_architectures`)."""
   return FrozenNetworks(
-      generator=stylegan2.Generator(**fields_of(stylegan2.Generator, config.generator)),
-      clip=clip_lib.CLIP(**fields_of(clip_lib.CLIP, config.clip)),
-      dino=dino_lib.dino_vit(
-          patch_size=d.patch_size, width=d.width, depth=d.depth, num_heads=d.num_heads, mlp_dim=4 * d.width,
-          pretrained_grid=d.pretrained_grid,
-      ),
+      generator=network("generator", config),
+      clip=network("clip", config),
+      dino=network("dino", config),
       clip_image_size=config.clip.image_size,
-      dino_short_side=d.short_side,
-      dino_key_layer=d.key_layer,
-      dino_cls_layer=d.cls_layer,
+      dino_short_side=config.dino.short_side,
+      dino_key_layer=config.dino.key_layer,
+      dino_cls_layer=config.dino.cls_layer,
       compute_dtype=config.frozen_compute_dtype,
       remat_generator=config.generator.remat,
   )
 
 
-def _init_fns(networks: FrozenNetworks, config):
-  """Per frozen network: a function key -> its variables (random init at the config's sizes)."""
-  g, c, d = config.generator, config.clip, config.dino
-  w_plus = jnp.zeros((1, networks.generator.n_latent, g.style_dim))
-  image = jnp.zeros((1, c.image_size, c.image_size, 3))
-  tokens = jnp.zeros((1, c.context_length), jnp.int32)
-  dino_input = jnp.zeros((1, d.short_side, d.short_side, 3))
+def _init_fns(networks: FrozenNetworks):
+  """Per frozen network: a function key -> its variables (random init at the modules' sizes)."""
+  w_plus = jnp.zeros((1, networks.generator.n_latent, networks.generator.style_dim))
+  image = jnp.zeros((1, networks.clip_image_size, networks.clip_image_size, 3))
+  tokens = jnp.zeros((1, networks.clip.context_length), jnp.int32)
+  dino_input = jnp.zeros((1, networks.dino_short_side, networks.dino_short_side, 3))
   return dict(
       generator=lambda key: networks.generator.init(key, w_plus),
       clip=lambda key: networks.clip.init(key, image, tokens),
@@ -102,41 +181,26 @@ def _init_fns(networks: FrozenNetworks, config):
   )
 
 
-PORTED_KINDS = dict(generator=("stylegan2", "stylegan2-ada"), clip=("clip",), dino=("dino",))
-
-
-def _load_ported(name, module, path, init_fn):
-  """Ported variables for one frozen network, checked against the config's module: fields, then every shape."""
-  architecture, variables = ported.load(path)
-  if architecture.get("kind") not in PORTED_KINDS[name]:
-    raise ported.PortedWeightsError(
-        f"{name}.checkpoint={path} holds kind {architecture.get('kind')!r}; expected one of {PORTED_KINDS[name]}"
-    )
-  for field, value in architecture.get("fields", {}).items():
-    configured = getattr(module, field, value)
-    if (tuple(configured) if isinstance(configured, list) else configured) != (
-        tuple(value) if isinstance(value, list) else value):
-      raise ported.PortedWeightsError(
-          f"{name}.checkpoint={path} was ported with {field}={value!r} but the config builds {field}={configured!r}"
-      )
+def _load_ported(name, path, init_fn):
+  """Ported variables for one frozen network, every array checked against the module's shapes."""
+  _, variables = ported.load(path)
   expected = jax.eval_shape(init_fn, jax.random.key(0))
-  variables = {collection: variables[collection] for collection in expected if collection in variables}
-  expected_shapes = jax.tree.map(lambda x: x.shape, expected)
-  found_shapes = jax.tree.map(lambda x: x.shape, variables)
-  if expected_shapes != found_shapes:
-    raise ported.PortedWeightsError(
-        f"{name}.checkpoint={path}: its variables do not have the shapes the config's {name} needs"
-    )
+  missing = sorted(set(expected) - set(variables))
+  if missing:
+    raise UserError(f"{name}.checkpoint={path}: {ported.VARIABLES_FILE} lacks the variable collection(s) {missing}")
+  variables = {collection: variables[collection] for collection in expected}
+  problems = ported.variable_problems(variables, expected)
+  if problems:
+    raise UserError(f"{name}.checkpoint={path}: {problems[0]}" + (f" (and {len(problems) - 1} more problem(s))"
+                                                                  if len(problems) > 1 else ""))
   return variables
 
 
 def load_or_init(networks: FrozenNetworks, config, key):
   """Frozen variables: ported weights where config.<name>.checkpoint is set, random from `key` otherwise (demo)."""
-  init_fns = _init_fns(networks, config)
-  modules = dict(generator=networks.generator, clip=networks.clip, dino=networks.dino)
+  init_fns = _init_fns(networks)
   keys = dict(zip(init_fns, jax.random.split(key, len(init_fns))))
   return {
-      name: _load_ported(name, modules[name], config[name].checkpoint, init_fn)
-      if config[name].checkpoint else init_fn(keys[name])
+      name: _load_ported(name, config[name].checkpoint, init_fn) if config[name].checkpoint else init_fn(keys[name])
       for name, init_fn in init_fns.items()
   }
