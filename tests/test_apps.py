@@ -19,6 +19,7 @@ from PIL import Image
 
 from tests import test_prepare
 from tests.conftest import tiny_config
+from vidstyleode_jax import config_validation
 from vidstyleode_jax import inference
 from vidstyleode_jax import train
 from vidstyleode_jax import video_io
@@ -81,8 +82,8 @@ class Run:
     return np.asarray(inference.render_frames(self.nets, self.frozen_vars, w)[1][0])
 
   def read(self, k):
-    d = self.config.data
-    return inputs.read_video(self.path(f"demo_{k}.mp4"), d.height, d.width), np.load(self.path(f"demo_{k}.npy"))
+    frame_format = self.renderer.run.frame_format
+    return inputs.read_video(self.path(f"demo_{k}.mp4"), frame_format), np.load(self.path(f"demo_{k}.npy"))
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +167,7 @@ def test_extrapolate_adds_the_requested_seconds(run, tmp_path):
 def test_hidden_frames_do_not_reach_the_encoder(run):
   video, wplus = run.read(0)
   mask = applications.observation_mask(len(video), keep_every=2)
-  scrambled = inputs.Video(np.where(mask[:, None, None, None] > 0, video.frames, 255 - video.frames), video.native,
+  scrambled = inputs.Video(np.where(mask[:, None, None, None] > 0, video.frames, 255 - video.frames), video.native_size,
                            video.fps, video.path)
   positions = np.arange(len(video))
   hidden_garbage = applications.interpolate(run.renderer, scrambled, wplus, positions, video.fps, mask).frames
@@ -176,8 +177,7 @@ def test_hidden_frames_do_not_reach_the_encoder(run):
 
 
 def test_animate_takes_the_image_content_and_the_driving_motion(run):
-  d = run.config.data
-  image = inputs.read_image(run.path("demo_0_frame0.png"), d.height, d.width)
+  image = inputs.read_image(run.path("demo_0_frame0.png"), run.renderer.run.frame_format)
   image_wplus = np.load(run.path("demo_0_frame0.npy"))
   driving, _ = run.read(1)
   result = applications.animate(run.renderer, image, image_wplus, driving)
@@ -239,11 +239,12 @@ BAD_INPUTS = {
     "region outside the frame": (lambda run, tmp: ["transfer-motion", "--video", run.path("demo_0.mp4"), "--driving",
                                                    run.path("demo_1.mp4"), "--region", "10,10,40,20"], "--region"),
     "empty target": (lambda run, tmp: ["edit", "--video", run.path("demo_0.mp4"), "--target", "  "], "--target"),
-    "another config": (lambda run, tmp: ["edit", "--video", run.path("demo_0.mp4"), "--config",
-                                         other_config(tmp, width=32, num_heads=4)], "modulation.width"),
+    "--config for a run with config.json": (lambda run, tmp: ["edit", "--video", run.path("demo_0.mp4"), "--config",
+                                                              other_config(tmp, cross_mlp_dim=64)],
+                                            "the run has its own config"),
     "a checkpoint of another config": (
         lambda run, tmp: ["edit", "--video", run.path("demo_0.mp4"), "--workdir", without_config_json(run, tmp),
-                          "--config", other_config(tmp, width=32, num_heads=4)], "but the config builds"),
+                          "--config", other_config(tmp, cross_mlp_dim=64)], "but the config builds"),
 }
 
 
@@ -260,7 +261,7 @@ def test_bad_inputs_fail_clearly_and_write_nothing(run, tmp_path, capsys, case):
       args += [flag, value]
   assert cli.main(args + ["--output", str(output), "--no-progress"]) == 1
   message = capsys.readouterr().err.strip()
-  assert message.startswith("error: ") and "\n" not in message and expected_text in message, message
+  assert message.startswith("apps: error: ") and "\n" not in message and expected_text in message, message
   assert os.listdir(output.parent) == []
 
 
@@ -268,14 +269,15 @@ def test_checkpoint_shape_mismatch_names_the_parameter(run, tmp_path):
   workdir = without_config_json(run, tmp_path)
   with pytest.raises(UserError, match=r"parameter params/\S+ has shape \(\d.*\) in .* but the config "
                      r"builds \(\d"):
-    trained_run.load(workdir, other_config(tmp_path, width=32, num_heads=4))
+    trained_run.load(workdir, other_config(tmp_path, cross_mlp_dim=64))
 
 
 def test_config_json_round_trip_rebuilds_the_same_model(run):
   with open(os.path.join(run.workdir, "config.json")) as f:
     saved = json.load(f)
   assert saved["modulation"]["width"] == run.config.modulation.width
-  assert trained_run.model_fields(trained_run.resolve_config(run.workdir)) == trained_run.model_fields(run.config)
+  as_json = lambda config: json.loads(config.to_json_best_effort())
+  assert as_json(trained_run.load(run.workdir).config) == as_json(config_validation.resolve(run.config))
 
 
 @pytest.mark.smoke

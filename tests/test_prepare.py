@@ -63,7 +63,7 @@ def smooth_frames(seed, num_frames, height, width):
 
 
 def expected_frames(source_frames):
-  return np.stack([inputs.cover_resize(Image.fromarray(frame), HEIGHT, WIDTH) for frame in source_frames])
+  return inputs.FrameFormat(HEIGHT, WIDTH).frames(source_frames, skip=False)[0]
 
 
 def write_tiny_psp(path, seed=0, decoder_aspect=1):
@@ -221,15 +221,16 @@ def test_existing_dataset_is_kept(sources, capsys):
   assert "already holds a prepared dataset" in capsys.readouterr().out
 
 
-def test_cover_resize_crops_the_centre_and_scales():
-  image = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)
-  wide = inputs.cover_resize(Image.fromarray(image), 32, 24)
-  np.testing.assert_array_equal(wide, image[:, 8:32])
-  tall = np.random.default_rng(1).integers(0, 256, (48, 24, 3), dtype=np.uint8)
-  np.testing.assert_array_equal(inputs.cover_resize(Image.fromarray(tall), 32, 24), tall[8:40])
-  double = np.random.default_rng(2).integers(0, 256, (64, 48, 3), dtype=np.uint8)
-  np.testing.assert_array_equal(inputs.cover_resize(Image.fromarray(double), 32, 24),
-                                np.asarray(Image.fromarray(double).resize((24, 32), Image.Resampling.BILINEAR)))
+def test_frames_are_cropped_to_the_generator_aspect_then_resized():
+  rng = np.random.default_rng(0)
+  resized = lambda image: np.asarray(Image.fromarray(image).resize((24, 32), Image.Resampling.BILINEAR))
+  square_generator, tall_generator = inputs.FrameFormat(32, 24, aspect=1), inputs.FrameFormat(32, 24, aspect=2)
+  wide = rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)  # its centered square, squashed to 32x24
+  np.testing.assert_array_equal(square_generator.resize(Image.fromarray(wide)), resized(wide[:, 4:36]))
+  portrait = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)  # its centered 64x32 (2:1) part, squashed to 32x24
+  np.testing.assert_array_equal(tall_generator.resize(Image.fromarray(portrait)), resized(portrait[:, 8:40]))
+  exact = rng.integers(0, 256, (32, 16, 3), dtype=np.uint8)
+  np.testing.assert_array_equal(inputs.FrameFormat(32, 16, aspect=2).resize(Image.fromarray(exact)), exact)
 
 
 def test_frame_numbers_and_tables(tmp_path):

@@ -8,6 +8,7 @@ import math
 import os
 
 from vidstyleode_jax import schedules
+from vidstyleode_jax import text
 from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import frozen
 
@@ -39,6 +40,8 @@ def resolve(config, need_dataset=True, architectures=None):
       " and prepare the videos with `python -m vidstyleode_jax.data.prepare` (README, 'Paper configs'),"
       " then point these fields at them",
   )
+  if not text.builds_vocabulary(config):
+    text.check_folder(text.tokenizer_folder(config, workdir=None))
   config = frozen.resolve_architectures(config, architectures)
   _check_fields(config)
   return config

@@ -44,19 +44,23 @@ def exits_on_user_error(program: str):
   return decorate
 
 
-def absl_flags_parser(program: str):
-  """A `flags_parser` for `absl.app.run` that turns a bad flag or a config file that fails to load into one line.
+def parse_flags(program: str, argv, flag_values=flags.FLAGS):
+  """Parses `argv` into `flag_values`; a bad flag or a config file that fails to load exits 1 with one line.
 
-  absl reports unknown flags itself, but an override of a config field the config lacks
-  (`--config.generator.foo=1`) or a config file that raises while loading escape as tracebacks.
+  absl reports unknown flags in its own way, and an override of a config field the config lacks
+  (`--config.generator.foo=1`) or a config file that raises while loading would escape as tracebacks.
   """
+  try:
+    return flag_values(argv)
+  except flags.Error as error:
+    sys.exit(report(program, f"{error} (see --help)"))
+  except (AttributeError, KeyError) as error:
+    sys.exit(report(program, f"a --config.* flag names a field the config does not have ({error}); a ported "
+                    "network's architecture fields come from its folder and cannot be set"))
+  except (TypeError, ValueError, ImportError, OSError, SyntaxError) as error:
+    sys.exit(report(program, f"--config: {type(error).__name__}: {error}"))
 
-  def parse(argv):
-    try:
-      return flags.FLAGS(argv)
-    except flags.Error as error:
-      sys.exit(report(program, f"{error} (see --help)"))
-    except (AttributeError, KeyError, TypeError, ValueError, ImportError, OSError, SyntaxError) as error:
-      sys.exit(report(program, f"bad --config or --config.* flag: {type(error).__name__}: {error}"))
 
-  return parse
+def absl_flags_parser(program: str):
+  """`parse_flags` as the `flags_parser` of `absl.app.run`."""
+  return lambda argv: parse_flags(program, argv)

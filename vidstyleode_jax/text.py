@@ -47,11 +47,7 @@ class ClipTokenizer:
   """
 
   def __init__(self, folder: str, context_length: int = CLIP_CONTEXT_LENGTH):
-    missing = [name for name in TOKENIZER_FILES if not os.path.isfile(os.path.join(folder, name))]
-    if missing:
-      raise UserError(f"no CLIP tokenizer in {folder} ({' and '.join(missing)} missing): port CLIP with --bpe "
-                      "(python -m port_weights clip SRC DST --bpe bpe_simple_vocab_16e6.txt.gz) or set clip.tokenizer "
-                      "to a folder holding vocab.json and merges.txt")
+    check_folder(folder)
     self._tokenizer = transformers.CLIPTokenizer.from_pretrained(folder)
     self.context_length = context_length
     self.sot_id = self._tokenizer.convert_tokens_to_ids(START_OF_TEXT)
@@ -176,6 +172,15 @@ def write_vocabulary_of(folder: str, texts: Sequence[str]) -> int:
     The vocabulary size (the text tower's vocab_size); EOT is its last id.
   """
   return _write_vocabulary(folder, _learn_merges(words(texts)))
+
+
+def check_folder(folder: str) -> None:
+  """Raises UserError unless `folder` holds a vocabulary (vocab.json and merges.txt)."""
+  missing = [name for name in TOKENIZER_FILES if not os.path.isfile(os.path.join(folder, name))]
+  if missing:
+    raise UserError(f"no CLIP tokenizer in {folder} ({' and '.join(missing)} missing): port CLIP with --bpe "
+                    "(python -m port_weights clip SRC DST --bpe bpe_simple_vocab_16e6.txt.gz) or set clip.tokenizer "
+                    "to a folder holding vocab.json and merges.txt")
 
 
 def builds_vocabulary(config) -> bool:

@@ -133,8 +133,7 @@ def _edit(args, renderer, read_video, invert):
 
 
 def _animate(args, renderer, read_video, invert):
-  d = renderer.run.config.data
-  image = inputs.read_image(args.image, d.height, d.width)
+  image = inputs.read_image(args.image, renderer.run.frame_format)
   image_wplus = invert(image, args.inversions, "--inversions")
   return applications.animate(renderer, image, image_wplus, read_video(args.driving))
 
@@ -162,7 +161,7 @@ def _transfer_motion(args, renderer, read_video, invert):
   video = read_video(args.video)
   height, width = video.native_size
   region = regions.parse_box(args.region, height, width) if args.region else regions.read_mask(args.mask)
-  region = regions.to_frame(region, *video.frames.shape[1:3])
+  region = regions.to_frame(region, renderer.run.frame_format)
   wplus = invert(video, args.inversions, "--inversions")
   return applications.transfer_motion(renderer, video, wplus, read_video(args.driving), region)
 
@@ -199,9 +198,8 @@ def _run_application(args):
     raise UserError(f"--save-frames {args.save_frames}: its folder does not exist")
   run = trained_run.load(args.workdir, args.config, args.ode_max_steps)
   renderer = renderer_lib.Renderer(run, args.batch_frames, args.resolution, progress=not args.no_progress)
-  d, g = run.config.data, run.config.generator
-  read_video = lambda path: inputs.read_video(path, d.height, d.width, d.skip_frames, args.max_frames,
-                                              args.input_fps)
+  g = run.config.generator
+  read_video = lambda path: inputs.read_video(path, run.frame_format, args.max_frames, args.input_fps)
   invert = inputs.Inversions(run.nets.frozen.generator.n_latent, g.style_dim, args.psp, args.max_frames)
   result = HANDLERS[args.command](args, renderer, read_video, invert)
   return outputs.write_result(result, args.output, args.command, args.side_by_side, args.save_frames)

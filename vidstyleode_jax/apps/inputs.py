@@ -1,9 +1,9 @@
 """Inputs of the applications: videos (files or frame folders), still images and their W+ inversions.
 
-Frames become the model's input exactly as dataset preparation makes it (data/inputs.model_frames): the first
-config.data.skip_frames frames of a video are dropped and every other frame is resized to cover the run's
-config.data height x width (aspect kept, centre crop, antialiased bilinear); frame folders are ordered by the frame
-number in the file name. Inversions come from a .npy file ([frames, n_latent, style_dim], one per kept frame) or
+Frames become the model's input exactly as dataset preparation makes it (data/inputs.FrameFormat): the first
+config.data.skip_frames frames of a video are dropped and every other frame is center-cropped to the generator's
+aspect ratio and resized to the run's config.data height x width (antialiased bilinear); frame folders are ordered
+by the frame number in the file name. Inversions come from a .npy file ([frames, n_latent, style_dim], one per kept frame) or
 from a ported pSp encoder run on those same frames, so a video gets the W+ codes that `prepare` would give it.
 """
 
@@ -61,8 +61,9 @@ def _read_frame_folder(path):
   return np.stack(frames), FOLDER_FPS
 
 
-def read_video(path, height, width, skip_frames=0, max_frames=None, fps=None):
-  """A video file or a folder of numbered frames as the model's input: skip_frames dropped, then at most max_frames.
+def read_video(path, frame_format, max_frames=None, fps=None):
+  """A video file or a folder of numbered frames as the model's input (a data/inputs.FrameFormat), at most
+  max_frames of them.
 
   fps: overrides the frame rate the file reports (a folder has none: FOLDER_FPS).
   """
@@ -78,19 +79,19 @@ def read_video(path, height, width, skip_frames=0, max_frames=None, fps=None):
   fps = fps or file_fps
   if not fps > 0:
     raise UserError(f"{path} does not report a frame rate: pass --input-fps")
-  frames, count = data_inputs.model_frames(native, height, width, skip_frames)
+  frames, count = frame_format.frames(native)
   if not len(frames):
     raise UserError(f"{path}: {count} frames, none left after dropping the first config.data.skip_frames="
-                    f"{skip_frames}")
+                    f"{frame_format.skip_frames}")
   return Video(frames[:max_frames], native.shape[1:3], float(fps), path)
 
 
-def read_image(path, height, width):
+def read_image(path, frame_format):
   """A still image as a one-frame Video (fps 1)."""
   if not os.path.isfile(path):
     raise UserError(f"Image not found: {path}")
   native = _read_image(path)[None]
-  return Video(data_inputs.model_frames(native, height, width)[0], native.shape[1:3], 1.0, path)
+  return Video(frame_format.frames(native, skip=False)[0], native.shape[1:3], 1.0, path)
 
 
 def read_inversions(path, count, n_latent, style_dim, max_frames=None):

@@ -2,14 +2,13 @@
 
 The dynamics state keeps a coarse spatial layout of the frame (paper §4.1, local motion transfer): cell (i, j) of the
 h' x w' grid covers rows i * H / h' ... (i + 1) * H / h' of the H x W model frame. A region is given on the input
-frames as read, brought to the model frame as the frames are (data/inputs.model_frames), and a cell belongs to it when
+frames as read, brought to the model frame as the frames are (data/inputs.FrameFormat), and a cell belongs to it when
 at least half of the cell's area does.
 """
 
 import numpy as np
 from PIL import Image
 
-from vidstyleode_jax.data import inputs as data_inputs
 from vidstyleode_jax.errors import UserError
 
 
@@ -37,10 +36,10 @@ def read_mask(path):
     raise UserError(f"Could not read mask {path}: {err}") from None
 
 
-def to_frame(mask, height, width):
-  """[h, w] bool on the input frames -> [height, width] bool on the model frames."""
+def to_frame(mask, frame_format):
+  """[h, w] bool on the input frames -> [height, width] bool on the model frames (a data/inputs.FrameFormat)."""
   image = np.repeat(mask[None, :, :, None].astype(np.uint8) * 255, 3, axis=-1)
-  return data_inputs.model_frames(image, height, width)[0][0, :, :, 0] >= 128
+  return frame_format.frames(image, skip=False)[0][0, :, :, 0] >= 128
 
 
 def to_grid(mask, grid_height, grid_width):

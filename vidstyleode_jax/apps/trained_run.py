@@ -20,6 +20,7 @@ from vidstyleode_jax import files
 from vidstyleode_jax import inference
 from vidstyleode_jax import text
 from vidstyleode_jax import train_step
+from vidstyleode_jax.data import inputs as data_inputs
 from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import frozen as frozen_lib
 
@@ -34,6 +35,11 @@ class TrainedRun:
   @property
   def config(self):
     return self.nets.config
+
+  @property
+  def frame_format(self):
+    """How input frames become the model's input, as `prepare` made the training data."""
+    return data_inputs.FrameFormat.of(self.config)
 
   def tokenizer(self):
     """The run's CLIP tokenizer, the one training used (text.tokenizer_folder)."""

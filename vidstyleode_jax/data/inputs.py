@@ -5,10 +5,10 @@ official `img_root/<video>/000.png, ...` layout (architecture.md §2.1). A video
 name. Frames of a folder are ordered by the number in their file stem, parsed as the original does (§2.2): the last
 `_`-separated token with non-digits stripped from both ends.
 
-`model_frames` turns decoded frames into the model's input, here and in the applications: the first `skip_frames`
+`FrameFormat` turns decoded frames into the model's input, here and in the applications: the first `skip_frames`
 frames (in frame order, as the original skips the first directory entries) are dropped, and every other frame is
-resized with PIL's antialiased bilinear filter so that it covers height x width with its aspect ratio kept, and
-center-cropped (`cover_resize`).
+center-cropped to the generator's aspect ratio and resized to the config's height x width with PIL's antialiased
+bilinear filter.
 
 Problems with one video raise UnusableVideo (the caller skips it and reports why); problems with the inputs as a
 whole (an unreadable descriptions table or split list) raise UserError.
@@ -111,40 +111,59 @@ def frame_files(folder):
   return sorted(numbered.items())
 
 
-def cover_resize(image, height, width):
-  """Resizes a PIL image to cover height x width with its aspect ratio kept, center-cropped -> [H, W, 3] uint8.
+@dataclasses.dataclass(frozen=True)
+class FrameFormat:
+  """How decoded frames become the model's input, in dataset preparation and in the applications alike.
 
-  The crop is taken in source coordinates (PIL's `box`), so resizing and cropping are one antialiased bilinear
-  resampling: the centered region of aspect width/height, as large as the image allows, is scaled to the output.
+  A frame is cropped, centered, to the generator's aspect ratio (the framing the generator renders), and that crop
+  is resized to height x width. The generator's renders are resized to height x width in the same way (squashed
+  when the two aspect ratios differ, as fashion's 1024x512 renders and 256x192 frames are), so real and rendered
+  frames show the same picture. The first skip_frames frames of a video are dropped.
+
+  height, width: config.data.height, width; aspect: height / width of the generator's output (generator.aspect);
+  skip_frames: config.data.skip_frames.
   """
-  source_width, source_height = image.size
-  scale = min(source_width / width, source_height / height)
-  box_width, box_height = width * scale, height * scale
-  left, top = (source_width - box_width) / 2, (source_height - box_height) / 2
-  box = (left, top, left + box_width, top + box_height)
-  return np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR, box=box))
 
+  height: int
+  width: int
+  aspect: int = 1
+  skip_frames: int = 0
 
-def model_frames(native_frames, height, width, skip_frames=0):
-  """The model's input from decoded frames, as dataset preparation and the applications both make it.
+  @classmethod
+  def of(cls, config):
+    """The format of a resolved config (its generator's architecture known)."""
+    return cls(config.data.height, config.data.width, config.generator.aspect, config.data.skip_frames)
 
-  The first skip_frames frames are dropped and every other one is resized to cover height x width, aspect kept,
-  and center-cropped (`cover_resize`).
+  def resize(self, image):
+    """A PIL image -> [height, width, 3] uint8: its centered crop of the generator's aspect, resized.
 
-  Args:
-    native_frames: an iterable of [h, w, 3] uint8 frames as decoded, consumed one frame at a time (a long video is
-      never held at its native size).
-    height, width: the model's frame size (config.data.height, width).
-    skip_frames: config.data.skip_frames.
+    The crop is taken in source coordinates (PIL's `box`), so cropping and resizing are one antialiased bilinear
+    resampling.
+    """
+    source_width, source_height = image.size
+    scale = min(source_width, source_height / self.aspect)
+    box_width, box_height = scale, scale * self.aspect
+    left, top = (source_width - box_width) / 2, (source_height - box_height) / 2
+    box = (left, top, left + box_width, top + box_height)
+    return np.asarray(image.convert("RGB").resize((self.width, self.height), Image.Resampling.BILINEAR, box=box))
 
-  Returns:
-    (frames [time, height, width, 3] uint8, the number of frames read, skipped ones included).
-  """
-  kept, count = [], 0
-  for count, frame in enumerate(native_frames, start=1):
-    if count > skip_frames:
-      kept.append(cover_resize(Image.fromarray(np.asarray(frame, np.uint8)), height, width))
-  return (np.stack(kept) if kept else np.zeros((0, height, width, 3), np.uint8)), count
+  def frames(self, native_frames, skip=True):
+    """Decoded frames -> the model's input.
+
+    Args:
+      native_frames: an iterable of [h, w, 3] uint8 frames as decoded, consumed one frame at a time (a long video
+        is never held at its native size).
+      skip: drop the first skip_frames frames (a video) or not (a still image, a mask).
+
+    Returns:
+      (frames [time, height, width, 3] uint8, the number of frames read, dropped ones included).
+    """
+    first = self.skip_frames if skip else 0
+    kept, count = [], 0
+    for count, frame in enumerate(native_frames, start=1):
+      if count > first:
+        kept.append(self.resize(Image.fromarray(np.asarray(frame, np.uint8))))
+    return (np.stack(kept) if kept else np.zeros((0, self.height, self.width, 3), np.uint8)), count
 
 
 def file_frames(path):
@@ -188,13 +207,12 @@ def _folder_frames(numbered):
       raise UnusableVideo(path, f"unreadable image ({error})") from None
 
 
-def decode(video, height, width, skip_frames, min_frames):
-  """Decodes a video's frames into the model's input (`model_frames`).
+def decode(video, frame_format, min_frames):
+  """Decodes a video's frames into the model's input (`FrameFormat.frames`).
 
   Args:
     video: a VideoInput.
-    height, width: output frame size.
-    skip_frames: leading frames to drop.
+    frame_format: a FrameFormat.
     min_frames: frames that must remain after skipping (one clip).
 
   Returns:
@@ -205,7 +223,7 @@ def decode(video, height, width, skip_frames, min_frames):
   """
   if video.kind == "file":
     native, fps, stated = file_frames(video.path)
-    frames, count = model_frames(native, height, width, skip_frames)
+    frames, count = frame_format.frames(native)
     if not count:
       raise UnusableVideo(video.path, "holds no frames")
     if count < TRUNCATION_FRACTION * stated - TRUNCATION_SLACK_FRAMES:
@@ -216,14 +234,15 @@ def decode(video, height, width, skip_frames, min_frames):
     numbered = frame_files(video.path)
     if not numbered:
       raise UnusableVideo(video.path, f"holds no frames ({'/'.join(FRAME_EXTENSIONS)} files)")
-    frames, count = model_frames(_folder_frames(numbered), height, width, skip_frames)
+    frames, count = frame_format.frames(_folder_frames(numbered))
     frame_index = np.asarray([number for number, _ in numbered], np.int64)
     stems = tuple(os.path.splitext(os.path.basename(path))[0] for _, path in numbered)
     fps = 0.0
-  if count < skip_frames + min_frames:
-    raise UnusableVideo(video.path, f"{count} frames, fewer than one clip (skip_frames {skip_frames} + "
-                        f"frames_per_clip {min_frames})")
-  return DecodedVideo(frames, frame_index[skip_frames:], fps, stems[skip_frames:] if stems is not None else None)
+  skip = frame_format.skip_frames
+  if count < skip + min_frames:
+    raise UnusableVideo(video.path, f"{count} frames, fewer than one clip (skip_frames {skip} + frames_per_clip "
+                        f"{min_frames})")
+  return DecodedVideo(frames, frame_index[skip:], fps, stems[skip:] if stems is not None else None)
 
 
 def _decode_text(path, data):

@@ -5,8 +5,9 @@ r"""Real videos and their descriptions -> a prepared dataset (data/prepared.py) 
   python -m vidstyleode_jax.data.prepare --config=configs/fashion.py --videos=IMG_ROOT --out=data/fashion \
       --import_inversions=INVERSION_ROOT --split train=fashion_train_videos.txt --split test=fashion_test_videos.txt
 
-Each video (a file or a folder of frames, data/inputs.py) is decoded, resized to cover config.data.height x width
-and center-cropped (antialiased bilinear), its first config.data.skip_frames frames are dropped, and every kept frame
+Each video (a file or a folder of frames, data/inputs.py) is decoded, its first config.data.skip_frames frames are
+dropped, every other frame is center-cropped to the generator's aspect ratio and resized to config.data.height x
+width (antialiased bilinear; data/inputs.FrameFormat, which the applications use too), and every kept frame
 is inverted to W+ by the ported pSp encoder (or, with --import_inversions, read from the official .pt files).
 
 The work is resumable: each finished video is written atomically to OUT/work/<name>.npz and a rerun skips it. The
@@ -53,8 +54,9 @@ def define_flags(argv):
   define = lambda kind, name, default, help_string: kind(name, default, help_string, flag_values=flag_values)
   config_flags.DEFINE_config_file(
       "config", None, "Config file (configs/fashion.py, configs/ravdess.py, ...); its data.height/width, "
-      "data.skip_frames, data.frames_per_clip, generator.resolution/style_dim, psp.checkpoint and data.train_split/"
-      "eval_split are used. Fields can be overridden, e.g. --config.data.skip_frames=0.",
+      "data.skip_frames, data.frames_per_clip, the ported generator and CLIP (the W+ shape, the aspect ratio, the "
+      "tokenizer), psp.checkpoint and data.train_split/eval_split are used. Fields can be overridden, e.g. "
+      "--config.data.skip_frames=0.",
       flag_values=flag_values, lock_config=True, sys_argv=list(argv))
   define(flags.DEFINE_string, "videos", None,
          "Folder of video files (" + "/".join(inputs.VIDEO_EXTENSIONS) + ") and/or sub-folders of frame images "
@@ -77,8 +79,6 @@ def define_flags(argv):
          "chosen by the sha256 of the names.")
   define(flags.DEFINE_float, "test_fraction", 0.1,
          "Without --split: the fraction of videos held out for testing (at least 1 video).")
-  define(flags.DEFINE_integer, "height", None, "Frame height (default: config.data.height).")
-  define(flags.DEFINE_integer, "width", None, "Frame width (default: config.data.width).")
   define(flags.DEFINE_integer, "batch_size", 16, "Frames per encoder call (the last batch of a video is padded).")
   define(flags.DEFINE_bool, "strict", False, "Stop with an error at the first unusable input instead of skipping it.")
   define(flags.DEFINE_bool, "overwrite", False, "Delete an existing dataset in --out (and its work files) and rebuild.")
@@ -91,9 +91,7 @@ def define_flags(argv):
 class Settings:
   """Everything that determines a video's prepared arrays; OUT/work is only reused under the same settings."""
 
-  height: int
-  width: int
-  skip_frames: int
+  frame_format: inputs.FrameFormat
   frames_per_clip: int
   wplus_shape: tuple[int, int]
   encoder: str  # the pSp folder and its source hash, or the imported inversion root
@@ -165,7 +163,7 @@ def prepare_video(video, settings, description_table, count_tokens, context_leng
     if tokens > context_length:
       raise inputs.UnusableVideo(video.path, f"description {number} ({description[:40]!r}...) has {tokens} CLIP "
                                  f"tokens, more than clip.context_length={context_length} (start and end included)")
-  decoded = inputs.decode(video, settings.height, settings.width, settings.skip_frames, settings.frames_per_clip)
+  decoded = inputs.decode(video, settings.frame_format, settings.frames_per_clip)
   wplus = encode(video, decoded)
   return dict(name=video.name, frames=decoded.frames, wplus=wplus, frame_index=decoded.frame_index,
               descriptions=descriptions, fps=decoded.fps)
@@ -302,10 +300,9 @@ def run(options):
   description_table = inputs.read_description_table(options.descriptions) if options.descriptions else {}
   split_lists = _parse_split_flags(options.split)
   encoder, encode = _encoder(options, config, generator)
+  frame_format = inputs.FrameFormat.of(config)
   settings = Settings(
-      height=options.height or data.height, width=options.width or data.width,
-      skip_frames=data.get("skip_frames", 0), frames_per_clip=data.frames_per_clip, wplus_shape=wplus_shape,
-      encoder=encoder,
+      frame_format=frame_format, frames_per_clip=data.frames_per_clip, wplus_shape=wplus_shape, encoder=encoder,
       descriptions=f"{os.path.abspath(options.descriptions)} ({_file_sha256(options.descriptions)})"
       if options.descriptions else "")
 
@@ -352,11 +349,11 @@ def run(options):
   counts = {"frames": 0}
   tfds.disable_progress_bar()
   prepared.write(out, {split: _examples(work_dir, names, counts) for split, names in splits.items()},
-                 frame_size=(settings.height, settings.width), wplus_shape=wplus_shape)
+                 frame_size=(frame_format.height, frame_format.width), wplus_shape=wplus_shape)
   if not options.keep_work:
     shutil.rmtree(work_dir)
   kept = ", ".join(f"{split} {len(names)}" for split, names in splits.items())
-  print(f"{dataset_path}: videos per split: {kept}; {counts['frames']} frames of {settings.height}x{settings.width}; "
+  print(f"{dataset_path}: videos per split: {kept}; {counts['frames']} frames of {frame_format.height}x{frame_format.width}; "
         f"{len(skipped)} input(s) skipped (listed in {report_path}); prepared {prepared_now} video(s) in this run in "
         f"{elapsed:.1f} s ({prepared_now / max(elapsed, 1e-9):.2f} videos/s)")
   return 0
@@ -371,10 +368,7 @@ def main(argv):
     print(__doc__)
     print(flag_values.get_help())
     return 0
-  try:
-    flag_values(argv)
-  except flags.Error as error:
-    raise UserError(f"{error} (see --help)") from None
+  errors.parse_flags("prepare", argv, flag_values)
   return run(flag_values)
 
 
