@@ -34,7 +34,7 @@ def randomise(params, seed, scale=0.5):
   return jax.tree.map(lambda x: (scale * rng.normal(size=x.shape)).astype(np.float32), params)
 
 
-# Independent torch (NCHW) re-implementations of architecture.md §4, reading the Flax parameter trees.
+# Independent torch (NCHW) re-implementations of docs/model.md §4, reading the Flax parameter trees.
 
 
 def torch_weight(kernel):

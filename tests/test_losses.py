@@ -1,4 +1,4 @@
-"""Losses and schedules against direct numpy transcriptions of architecture.md §10 and §12."""
+"""Losses and schedules against direct numpy transcriptions of docs/model.md §10 and §12."""
 
 import jax.numpy as jnp
 import numpy as np

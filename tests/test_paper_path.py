@@ -174,7 +174,8 @@ def test_prepare_reports_the_bad_videos_and_warns_about_the_square_psp(user):
     assert "wide_2.mp4" in report and "no description" in report, report
     splits = {split: len(prepared.open_split(str(cwd / "data" / name), split)) for split in ("train", "test")}
     assert splits["train"] + splits["test"] == 4 and splits["test"] >= 1
-  assert "warning: the pSp in ported/psp_stylegan_human was trained with a 32x32 decoder" in logs["prepare fashion"].stderr
+  warning = "warning: the pSp in ported/psp_stylegan_human was trained with a 32x32 decoder"
+  assert warning in logs["prepare fashion"].stderr
   assert "warning" not in logs["prepare ravdess"].stderr
 
 
@@ -260,7 +261,8 @@ def test_broken_inputs_end_with_one_line(user, case):
   if case == "a DINO folder holding CLIP":
     os.makedirs(cwd / "runs" / "broken_dino", exist_ok=True)
     config = (cwd / "runs" / "fashion" / "config.json").read_text()
-    (cwd / "runs" / "broken_dino" / "config.json").write_text(config.replace("ported/dino_vitb16", "ported/clip_vit_b32"))
+    config = config.replace("ported/dino_vitb16", "ported/clip_vit_b32")
+    (cwd / "runs" / "broken_dino" / "config.json").write_text(config)
   args, expected = BROKEN[case]
   result = run(args, cwd, expect=1)
   lines = result.stderr.strip().splitlines()

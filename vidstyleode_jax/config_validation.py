@@ -37,7 +37,7 @@ def resolve(config, need_dataset=True, architectures=None):
   _require(
       not missing,
       "missing: " + "; ".join(missing) + ". Port the PyTorch checkpoints with `python -m port_weights KIND SRC DST`"
-      " and prepare the videos with `python -m vidstyleode_jax.data.prepare` (README, 'Paper configs'),"
+      " and prepare the videos with `python -m vidstyleode_jax.data.prepare` (README, \"The paper's path\"),"
       " then point these fields at them",
   )
   if not text.builds_vocabulary(config):

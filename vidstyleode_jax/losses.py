@@ -1,4 +1,4 @@
-"""VidStyleODE losses (architecture.md §10), as pure functions of arrays and frozen feature extractors.
+"""VidStyleODE losses (docs/model.md §10), as pure functions of arrays and frozen feature extractors.
 
 Layouts are batch-major: videos [batch, frames, H, W, 3]. The DINO losses take precomputed descriptors (so one
 DINO pass serves several losses); the CLIP losses take the image encoder as a function

@@ -1,4 +1,4 @@
-"""Loss-weight schedules: a delayed linear ramp-up (architecture.md §12).
+"""Loss-weight schedules: a delayed linear ramp-up (docs/model.md §12).
 
 A weight is either a plain float (constant) or a ConfigDict with fields warmup, start, end, plateau:
   λ(n) = 0                                                  if n < warmup

@@ -1,6 +1,6 @@
 """One training step: forward through both branches, all losses, and the update, as one jitted XLA program.
 
-architecture.md §9-§13. The batch (see data/pipeline.py) holds uint8 frames [B, T, H, W, 3], their W+ inversions,
+docs/model.md §9-§13. The batch (see data/pipeline.py) holds uint8 frames [B, T, H, W, 3], their W+ inversions,
 token ids of each video's description and the clip's normalised times. Per-step randomness (which N frames are
 decoded, the observation mask, the frames of the CLIP losses) comes from jax.random keyed by (seed, step), so a
 step does not depend on how many devices run it, and a resumed run repeats it exactly.
@@ -28,7 +28,7 @@ class TrainState:
 
 
 def make_optimizer(config):
-  """Two Adam groups: the dynamics encoder (lr x dynamics_lr_multiplier) and modulation + mapper (architecture.md §13)."""
+  """Two Adam groups: the dynamics encoder (lr x dynamics_lr_multiplier), modulation + mapper (docs/model.md §13)."""
   o = config.optim
   groups = {
       DYNAMICS: optax.adam(o.learning_rate * o.dynamics_lr_multiplier, b1=0.9, b2=o.dynamics_b2, eps=o.eps),
@@ -93,7 +93,7 @@ def branch_latents(nets, params, frozen_vars, batch, key):
 
 
 def loss_and_metrics(nets, params, frozen_vars, batch, step, key):
-  """The weighted total loss (architecture.md §10.7) and a dict of scalar metrics."""
+  """The weighted total loss (docs/model.md §10.7) and a dict of scalar metrics."""
   config, lc = nets.config, nets.config.loss
   k_forward, k_directional, k_consistency_rec, k_consistency_edit = jax.random.split(key, 4)
   out = branch_latents(nets, params, frozen_vars, batch, k_forward)

@@ -3,8 +3,8 @@
 Frames become the model's input exactly as dataset preparation makes it (data/inputs.FrameFormat): the first
 config.data.skip_frames frames of a video are dropped and every other frame is center-cropped to the generator's
 aspect ratio and resized to the run's config.data height x width (antialiased bilinear); frame folders are ordered
-by the frame number in the file name. Inversions come from a .npy file ([frames, n_latent, style_dim], one per kept frame) or
-from a ported pSp encoder run on those same frames, so a video gets the W+ codes that `prepare` would give it.
+by the frame number in the file name. Inversions come from a .npy file ([frames, n_latent, style_dim], one per kept
+frame) or from a ported pSp encoder run on those same frames, so a video gets the W+ codes `prepare` would give it.
 """
 
 import dataclasses

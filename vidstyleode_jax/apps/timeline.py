@@ -1,6 +1,6 @@
 """Frame numbers, seconds and model time.
 
-As in training (architecture.md §3), frame k of a video is at model time k / config.data.video_length, so the first
+As in training (docs/model.md §3), frame k of a video is at model time k / config.data.video_length, so the first
 input frame is at time 0 and video_length frames make one unit of model time, whatever the file's frame rate. A time
 in seconds s is frame s * fps of the input video. Times are computed in float64 and returned as float32.
 """

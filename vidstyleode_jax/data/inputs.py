@@ -1,7 +1,7 @@
 """The raw inputs of dataset preparation: video files and frame folders, their descriptions, and split lists.
 
 A videos folder holds video files (VIDEO_EXTENSIONS) and/or sub-folders of frame images (FRAME_EXTENSIONS), as the
-official `img_root/<video>/000.png, ...` layout (architecture.md §2.1). A video's name is its file stem or folder
+official `img_root/<video>/000.png, ...` layout (docs/model.md §2.1). A video's name is its file stem or folder
 name. Frames of a folder are ordered by the number in their file stem, parsed as the original does (§2.2): the last
 `_`-separated token with non-digits stripped from both ends.
 

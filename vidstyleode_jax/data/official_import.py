@@ -1,4 +1,4 @@
-"""Precomputed inversions in the official layout (architecture.md §2.1), for migrating an existing dataset.
+"""Precomputed inversions in the official layout (docs/model.md §2.1), for migrating an existing dataset.
 
   INVERSION_ROOT/<video>/<frame-stem>.pt   one torch tensor per frame, [1, n_latent, style_dim] or [n_latent, style_dim]
 

@@ -1,4 +1,4 @@
-"""Deterministic clip sampling (architecture.md §2.2-§2.3) and host-local batches read through a video source.
+"""Deterministic clip sampling (docs/model.md §2.2-§2.3) and host-local batches read through a video source.
 
 A batch is a function of (seed, step) alone, so a resumed run sees exactly the batches it would have seen, and
 every host computes the same global plan and then reads only its own rows of it.

@@ -353,9 +353,9 @@ def run(options):
   if not options.keep_work:
     shutil.rmtree(work_dir)
   kept = ", ".join(f"{split} {len(names)}" for split, names in splits.items())
-  print(f"{dataset_path}: videos per split: {kept}; {counts['frames']} frames of {frame_format.height}x{frame_format.width}; "
-        f"{len(skipped)} input(s) skipped (listed in {report_path}); prepared {prepared_now} video(s) in this run in "
-        f"{elapsed:.1f} s ({prepared_now / max(elapsed, 1e-9):.2f} videos/s)")
+  print(f"{dataset_path}: videos per split: {kept}; {counts['frames']} frames of {frame_format.height}x"
+        f"{frame_format.width}; {len(skipped)} input(s) skipped (listed in {report_path}); prepared {prepared_now} "
+        f"video(s) in this run in {elapsed:.1f} s ({prepared_now / max(elapsed, 1e-9):.2f} videos/s)")
   return 0
 
 

@@ -24,7 +24,7 @@ CLIP_LAYER_NORM_EPS = 1e-5
 
 
 def clip_preprocess(images: jax.Array, image_size: int) -> jax.Array:
-  """VidStyleODE's tensor version of OpenAI's CLIP transform (architecture.md §6.1).
+  """VidStyleODE's tensor version of OpenAI's CLIP transform (docs/model.md §6.1).
 
   Args:
     images: [batch, height, width, 3] float in [-1, 1].

@@ -1,4 +1,4 @@
-"""DINO ViT settings, its preprocessing, and the Splice descriptors (architecture.md §10.3, §10.4)."""
+"""DINO ViT settings, its preprocessing, and the Splice descriptors (docs/model.md §10.3, §10.4)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,9 +1,9 @@
 """Dynamics encoder: per-frame ResNet codes, a masked ConvGRU ODE-RNN run backwards in time, and a latent ODE.
 
-architecture.md §4. A clip of frames becomes one spatial state z0 [batch, h', w', C]; the decoder ODE dz/dt = f_dec(z)
+docs/model.md §4. A clip of frames becomes one spatial state z0 [batch, h', w', C]; the decoder ODE dz/dt = f_dec(z)
 carries it to any requested times, and a 1x1 convolution turns each cell of the h' x w' grid into a token.
 Unlike the original (float64), everything runs in the dtype of the inputs and parameters, float32 by default
-(conventions.md §2; docs/ode_float32.md measures the difference).
+(docs/design.md §2; docs/ode_float32.md measures the difference).
 All tensors are channel-last.
 """
 

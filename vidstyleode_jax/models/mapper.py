@@ -1,6 +1,6 @@
 """W+ style mapper: modulates the content code, group by group, with the conditioning vectors.
 
-architecture.md §8. The content code [batch, layers, width] is split into coarse / medium / fine groups of W+ rows;
+docs/model.md §8. The content code [batch, layers, width] is split into coarse / medium / fine groups of W+ rows;
 each group is pixel-normalised over its rows and passed through a stack of modulation modules conditioned on that
 group's vector. The output is the residual Δ, added to the content code as w = z_C + delta_scale * Δ.
 """

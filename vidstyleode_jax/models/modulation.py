@@ -1,6 +1,6 @@
 """Modulation network: self-attention over dynamics tokens, then cross-attention from the style token.
 
-architecture.md §7. The style token s (CLIP image embedding of G(z_C), plus a text direction when editing) queries
+docs/model.md §7. The style token s (CLIP image embedding of G(z_C), plus a text direction when editing) queries
 the self-attended dynamics tokens through two parallel cross-attention branches (coarse and medium); the fine branch
 sees the style token alone. Each branch ends in its own LayerNorm and bias-free projection, giving one conditioning
 vector per W+ group.
