@@ -160,8 +160,8 @@ def test_full_size_ir_se50_passes_completeness_check():
 @pytest.mark.parametrize("edit, expected", [
     ("rename", ["unexpected key(s): 'encoder.body.5.res_layer.2.slope'",
                 "missing key(s): params/unit_5/prelu/weight [16]"]),
-    ("reshape", ["params/lateral_c2/kernel (source key 'encoder.latlayer1.weight') has shape [1, 1, 32, 33] from "
-                 "source shape [33, 32, 1, 1], expected [1, 1, 32, 32]"]),
+    ("reshape", ["key 'encoder.latlayer1.weight': expected shape (32, 32, 1, 1), found (33, 32, 1, 1) "
+                 "(parameter params/lateral_c2/kernel)"]),
     ("reshape_decoder", ["source key 'decoder.to_rgbs.2.conv.modulation.bias'", "from source shape [17]"]),
     ("latent_avg", ["latent_avg/w_plus (source key 'latent_avg') has shape [1, 32]", "expected [8, 32]"]),
     ("learn_in_w", ["opts['learn_in_w'] is True"]),
