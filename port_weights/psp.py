@@ -41,24 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   del parser  # no options: everything is inferred from the file
 
 
-# BatchNorm2d tensor name -> (collection, leaf name) in Flax's BatchNorm.
-_BN = {"weight": ("params", "scale"), "bias": ("params", "bias"), "running_mean": ("batch_stats", "mean"),
-       "running_var": ("batch_stats", "var")}
-_BN_TENSOR = r"\.(?P<tensor>weight|bias|running_mean|running_var)"
-
-
-def _batch_norm_path(module_path):
-  """Path function of a BatchNorm2d tensor: (collection, *module_path(match), leaf) from the `tensor` group."""
-  return lambda m: (_BN[m["tensor"]][0], *module_path(m), _BN[m["tensor"]][1])
-
-
-def _conv_kernel(array: np.ndarray) -> np.ndarray:
-  """OIHW [out, in, kh, kw] -> HWIO [kh, kw, in, out]."""
-  if array.ndim != 4:
-    raise ValueError("expected a conv weight [out, in, kh, kw]")
-  return array.transpose(2, 3, 1, 0)
-
-
 def _dense_from_conv1x1(array: np.ndarray) -> np.ndarray:
   """1x1 conv weight [out, in, 1, 1] -> Dense kernel [in, out]."""
   if array.ndim != 4 or array.shape[2:] != (1, 1):
@@ -76,26 +58,30 @@ def _transpose(array: np.ndarray) -> np.ndarray:
 # conversion or None); see port_weights/rules.py.
 _RULES = (
     (r".*\.num_batches_tracked", lambda m: None, None),
-    (r"input_layer\.1" + _BN_TENSOR, _batch_norm_path(lambda m: ("stem_bn",)), None),
-    (r"body\.(\d+)\.res_layer\.0" + _BN_TENSOR, _batch_norm_path(lambda m: (f"unit_{m[1]}", "bn_in")), None),
-    (r"body\.(\d+)\.res_layer\.4" + _BN_TENSOR, _batch_norm_path(lambda m: (f"unit_{m[1]}", "bn_out")), None),
-    (r"body\.(\d+)\.shortcut_layer\.1" + _BN_TENSOR, _batch_norm_path(lambda m: (f"unit_{m[1]}", "shortcut_bn")),
-     None),
-    (r"input_layer\.0\.weight", lambda m: ("params", "stem_conv", "kernel"), _conv_kernel),
+    (r"input_layer\.1" + rules.BATCH_NORM_TENSOR, rules.batch_norm_path(lambda m: ("stem_bn",)), None),
+    (r"body\.(\d+)\.res_layer\.0" + rules.BATCH_NORM_TENSOR,
+     rules.batch_norm_path(lambda m: (f"unit_{m[1]}", "bn_in")), None),
+    (r"body\.(\d+)\.res_layer\.4" + rules.BATCH_NORM_TENSOR,
+     rules.batch_norm_path(lambda m: (f"unit_{m[1]}", "bn_out")), None),
+    (r"body\.(\d+)\.shortcut_layer\.1" + rules.BATCH_NORM_TENSOR,
+     rules.batch_norm_path(lambda m: (f"unit_{m[1]}", "shortcut_bn")), None),
+    (r"input_layer\.0\.weight", lambda m: ("params", "stem_conv", "kernel"), rules.conv_kernel),
     (r"input_layer\.2\.weight", lambda m: ("params", "stem_prelu", "weight"), None),
-    (r"body\.(\d+)\.res_layer\.1\.weight", lambda m: ("params", f"unit_{m[1]}", "conv_in", "kernel"), _conv_kernel),
+    (r"body\.(\d+)\.res_layer\.1\.weight", lambda m: ("params", f"unit_{m[1]}", "conv_in", "kernel"),
+     rules.conv_kernel),
     (r"body\.(\d+)\.res_layer\.2\.weight", lambda m: ("params", f"unit_{m[1]}", "prelu", "weight"), None),
-    (r"body\.(\d+)\.res_layer\.3\.weight", lambda m: ("params", f"unit_{m[1]}", "conv_out", "kernel"), _conv_kernel),
+    (r"body\.(\d+)\.res_layer\.3\.weight", lambda m: ("params", f"unit_{m[1]}", "conv_out", "kernel"),
+     rules.conv_kernel),
     (r"body\.(\d+)\.res_layer\.5\.(fc1|fc2)\.weight",
      lambda m: ("params", f"unit_{m[1]}", "squeeze_excite", m[2], "kernel"), _dense_from_conv1x1),
     (r"body\.(\d+)\.shortcut_layer\.0\.weight", lambda m: ("params", f"unit_{m[1]}", "shortcut_conv", "kernel"),
-     _conv_kernel),
-    (r"latlayer1\.weight", lambda m: ("params", "lateral_c2", "kernel"), _conv_kernel),
+     rules.conv_kernel),
+    (r"latlayer1\.weight", lambda m: ("params", "lateral_c2", "kernel"), rules.conv_kernel),
     (r"latlayer1\.bias", lambda m: ("params", "lateral_c2", "bias"), None),
-    (r"latlayer2\.weight", lambda m: ("params", "lateral_c1", "kernel"), _conv_kernel),
+    (r"latlayer2\.weight", lambda m: ("params", "lateral_c1", "kernel"), rules.conv_kernel),
     (r"latlayer2\.bias", lambda m: ("params", "lateral_c1", "bias"), None),
     (r"styles\.(\d+)\.convs\.(\d*[02468])\.weight",
-     lambda m: ("params", f"style_{m[1]}", f"conv_{int(m[2]) // 2}", "kernel"), _conv_kernel),
+     lambda m: ("params", f"style_{m[1]}", f"conv_{int(m[2]) // 2}", "kernel"), rules.conv_kernel),
     (r"styles\.(\d+)\.convs\.(\d*[02468])\.bias",
      lambda m: ("params", f"style_{m[1]}", f"conv_{int(m[2]) // 2}", "bias"), None),
     (r"styles\.(\d+)\.linear\.weight", lambda m: ("params", f"style_{m[1]}", "linear", "kernel"), _transpose),

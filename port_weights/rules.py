@@ -1,4 +1,4 @@
-"""Rule tables that map the keys of a PyTorch state dict onto Flax variable paths (kinds stylegan2 and psp).
+"""Rule tables that map the keys of a state dict onto Flax variable paths (kinds psp, inception, i3d, raft).
 
 A rule is `(pattern, path_of, convert)`. A key that fully matches `pattern` (the first matching rule wins) is stored
 at `path_of(match)` = (collection, *module path, leaf name) as `convert(array)`, or as stored when `convert` is None.
@@ -27,7 +27,8 @@ def map_keys(state_dict: Mapping[str, Any], rules: Sequence[Rule], collections: 
 
   Returns:
     trees: {collection: nested dicts of float32 numpy arrays}.
-    sources: (collection, *path) of every leaf -> (its key in the file, its stored shape), for error messages.
+    sources: (collection, *path) of every leaf -> (its key in the file, its stored shape[, the `stored_shape_of` of
+      its conversion: a Flax shape -> the stored shape it needs]), for error messages (output.variable_problems).
     unknown: the keys in the file that match no rule, in state-dict order.
 
   Raises:
@@ -48,8 +49,30 @@ def map_keys(state_dict: Mapping[str, Any], rules: Sequence[Rule], collections: 
       path = path_of(match)
       if path is not None:
         output.insert(trees[path[0]], path[1:], converted)
-        sources[tuple(path)] = (key_prefix + key, tuple(array.shape))
+        stored_shape_of = getattr(convert, "stored_shape_of", None)
+        sources[tuple(path)] = (key_prefix + key, tuple(array.shape)) + ((stored_shape_of,) if stored_shape_of else ())
       break
     else:
       unknown.append(key_prefix + key)
   return trees, sources, unknown
+
+
+# torch BatchNorm2d tensor name -> (collection, leaf name) of Flax's BatchNorm; `num_batches_tracked` is dropped.
+BATCH_NORM_LEAVES = {"weight": ("params", "scale"), "bias": ("params", "bias"),
+                     "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
+BATCH_NORM_TENSOR = r"\.(?P<tensor>weight|bias|running_mean|running_var)"
+
+
+def batch_norm_path(module_path: Callable[[re.Match], tuple]) -> Callable[[re.Match], tuple]:
+  """Path function of a BatchNorm2d tensor: (collection, *module_path(match), leaf) from the `tensor` group."""
+  return lambda m: (BATCH_NORM_LEAVES[m["tensor"]][0], *module_path(m), BATCH_NORM_LEAVES[m["tensor"]][1])
+
+
+def conv_kernel(array: np.ndarray) -> np.ndarray:
+  """torch conv weight OIHW [out, in, kh, kw] -> Flax HWIO [kh, kw, in, out]."""
+  if array.ndim != 4:
+    raise ValueError("expected a conv weight [out, in, kh, kw]")
+  return array.transpose(2, 3, 1, 0)
+
+
+conv_kernel.stored_shape_of = lambda shape: (shape[3], shape[2], shape[0], shape[1])

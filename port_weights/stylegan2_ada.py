@@ -13,7 +13,6 @@ import argparse
 import collections
 import io
 import math
-import pickle
 import re
 import warnings
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from port_weights import stylegan2
+from port_weights import pickles, stylegan2
 from port_weights.output import Ported
 from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models.stylegan2 import BLUR_KERNEL
@@ -31,10 +30,6 @@ DESCRIPTION = (
     "restricted unpickler -> vidstyleode_jax.models.stylegan2.Generator (conv_clamp honoured)."
 )
 NV_PACKAGES = ("dnnlib", "torch_utils", "training")
-
-
-class RefusedGlobal(pickle.UnpicklingError):
-  """The pickle names a global outside the allow-list."""
 
 
 class Record:
@@ -74,7 +69,7 @@ def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
 
 def _numpy_scalar(dtype, data=None):
   if not isinstance(dtype, np.dtype) or dtype.hasobject:
-    raise RefusedGlobal(f"NumPy scalar of dtype {dtype!r} is not allowed")
+    raise pickles.RefusedGlobal(f"NumPy scalar of dtype {dtype!r} is not allowed")
   return np.frombuffer(data, dtype=dtype)[0]
 
 
@@ -84,7 +79,7 @@ _ALLOWED = {
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("torch.storage", "_load_from_bytes"): _load_storage,
-    ("numpy", "dtype"): np.dtype,
+    ("numpy", "dtype"): pickles.numpy_dtype,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): Record,
@@ -93,28 +88,17 @@ _ALLOWED = {
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-  """Admits only the globals a StyleGAN2-ADA snapshot needs; NV classes become inert stubs (§2.6)."""
-
-  def find_class(self, module: str, name: str):
-    if (module, name) in _ALLOWED:
-      return _ALLOWED[(module, name)]
-    if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-      return getattr(torch, name)
-    if module.split(".")[0] in NV_PACKAGES:
-      return Stub
-    raise RefusedGlobal(f"global '{module}.{name}' is not on the allow-list of a StyleGAN2-ADA network pickle")
+def _nv_fallback(module: str, name: str):
+  """torch dtypes, and inert stubs for the classes of the NV packages."""
+  if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+    return getattr(torch, name)
+  if module.split(".")[0] in NV_PACKAGES:
+    return Stub
+  return None
 
 
 def read_pickle(src: str) -> Any:
-  try:
-    with open(src, "rb") as f:
-      return RestrictedUnpickler(f).load()
-  except RefusedGlobal as error:
-    raise UserError(f"{src}: refused to unpickle: {error}; nothing in the file was executed") from None
-  except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, RuntimeError) as error:
-    raise UserError(f"{src}: not a readable network pickle (truncated or corrupt?): "
-                    f"{type(error).__name__}: {error}") from None
+  return pickles.read(src, _ALLOWED, "StyleGAN2-ADA network pickle", _nv_fallback)
 
 
 def flatten(record: Record, src: str, prefix: str = "") -> tuple[dict, dict]:

@@ -150,6 +150,7 @@ class _Exploit:
 
 @pytest.mark.parametrize("kind, save", [
     ("stylegan2-ada", lambda obj, path: path.write_bytes(pickle.dumps({"G_ema": obj}))),
+    ("i3d", lambda obj, path: path.write_bytes(pickle.dumps({"params": obj, "batch_stats": {}}))),
     ("stylegan2", lambda obj, path: torch.save({"g_ema": obj}, path)),
 ])
 def test_malicious_pickle_is_refused_without_running(tmp_path, capsys, kind, save):

@@ -1,8 +1,8 @@
-"""Image resampling and cropping with PyTorch/torchvision numerics.
+"""Image resampling, bilinear sampling at pixel coordinates and cropping with PyTorch/TensorFlow numerics.
 
 All images are channel-last, `[batch, height, width, channels]`. Output sizes are static Python ints, so the
-PyTorch-style bicubic resize is two small interpolation matrices built in NumPy at trace time and applied with
-einsum. See docs/checkpoints.md §6 for which call reproduces which PyTorch operation.
+fixed-grid resizes are two small interpolation matrices built in NumPy at trace time and applied with einsum.
+See docs/checkpoints.md §6 for which call reproduces which PyTorch operation.
 """
 
 import jax
@@ -58,6 +58,101 @@ def resize_bicubic_torch(images: jax.Array, height: int, width: int) -> jax.Arra
   cols = bicubic_resize_matrix(in_width, width, in_width / width)
   resized = jnp.einsum("oh,bhwc->bowc", rows, images, precision=_HIGHEST)
   return jnp.einsum("pw,bowc->bopc", cols, resized, precision=_HIGHEST).astype(images.dtype)
+
+
+def _linear_matrix(source: np.ndarray, in_size: int) -> np.ndarray:
+  """[len(source), in_size] linear interpolation weights at the source coordinates, taps clamped to the border."""
+  lower = np.clip(np.floor(source), 0, in_size - 1).astype(np.int64)
+  upper = np.minimum(lower + 1, in_size - 1)
+  fraction = np.clip(source - lower, 0.0, 1.0)
+  matrix = np.zeros((len(source), in_size), np.float64)
+  rows = np.arange(len(source))
+  np.add.at(matrix, (rows, lower), 1.0 - fraction)
+  np.add.at(matrix, (rows, upper), fraction)
+  return matrix.astype(np.float32)
+
+
+def align_corners_matrix(in_size: int, out_size: int) -> np.ndarray:
+  """[out_size, in_size] bilinear weights with align_corners=True: source = dst * (in - 1) / (out - 1)."""
+  scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+  return _linear_matrix(np.arange(out_size) * scale, in_size)
+
+
+def tf1_bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+  """[out_size, in_size] weights of TF1's `tf.image.resize_bilinear` (align_corners=False, no half-pixel centers).
+
+  Output index d samples source coordinate d * in / out, the upper tap clamped to the last pixel. NVIDIA's
+  Inception TorchScript reproduces it with `affine_grid` + `grid_sample(padding_mode='border')`.
+  """
+  return _linear_matrix(np.arange(out_size) * (in_size / out_size), in_size)
+
+
+def _resize_separable(images: jax.Array, rows: np.ndarray, cols: np.ndarray) -> jax.Array:
+  """rows: [height, in_height], cols: [width, in_width] applied to [batch, in_height, in_width, channels]."""
+  resized = jnp.einsum("oh,bhwc->bowc", jnp.asarray(rows, images.dtype), images, precision=_HIGHEST)
+  return jnp.einsum("pw,bowc->bopc", jnp.asarray(cols, images.dtype), resized, precision=_HIGHEST)
+
+
+def resize_bilinear_align_corners(images: jax.Array, height: int, width: int) -> jax.Array:
+  """PyTorch's `F.interpolate(mode="bilinear", align_corners=True)`.
+
+  Args:
+    images: [batch, in_height, in_width, channels].
+    height, width: output size.
+
+  Returns:
+    [batch, height, width, channels].
+  """
+  in_height, in_width = images.shape[1:3]
+  return _resize_separable(images, align_corners_matrix(in_height, height), align_corners_matrix(in_width, width))
+
+
+def resize_bilinear_tf1(images: jax.Array, height: int, width: int) -> jax.Array:
+  """TF1 `tf.image.resize_bilinear` (the FVD and Inception-2015-12-05 resize): no antialias, see tf1_bilinear_matrix.
+
+  Args:
+    images: [batch, in_height, in_width, channels].
+    height, width: output size.
+
+  Returns:
+    [batch, height, width, channels]; equal to the input when the size is unchanged.
+  """
+  in_height, in_width = images.shape[1:3]
+  return _resize_separable(images, tf1_bilinear_matrix(in_height, height), tf1_bilinear_matrix(in_width, width))
+
+
+def bilinear_sample(images: jax.Array, x: jax.Array, y: jax.Array, padding: str) -> jax.Array:
+  """Samples images bilinearly at absolute pixel coordinates (pixel centres at integers).
+
+  padding "border" clamps the coordinates to the image, as `grid_sample(padding_mode='border', align_corners=True)`
+  and FlowNet2's Resample2d do; "zeros" gives taps outside the image the value 0, as
+  `grid_sample(padding_mode='zeros', align_corners=True)` does.
+
+  Args:
+    images: [batch, height, width, channels].
+    x, y: [batch, ...] horizontal and vertical coordinates.
+    padding: "border" or "zeros".
+
+  Returns:
+    [batch, ..., channels].
+  """
+  if padding not in ("border", "zeros"):
+    raise ValueError(f"padding must be 'border' or 'zeros', got {padding!r}")
+  batch, height, width, channels = images.shape
+  if padding == "border":
+    x = jnp.clip(x, 0, width - 1)
+    y = jnp.clip(y, 0, height - 1)
+  x0, y0 = jnp.floor(x), jnp.floor(y)
+  flat = images.reshape(batch, height * width, channels)
+  result = 0.0
+  for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+    tap_x, tap_y = x0 + dx, y0 + dy
+    weight = (1 - jnp.abs(x - tap_x)) * (1 - jnp.abs(y - tap_y))
+    inside = (tap_x >= 0) & (tap_x <= width - 1) & (tap_y >= 0) & (tap_y <= height - 1)
+    index = (jnp.clip(tap_y, 0, height - 1) * width + jnp.clip(tap_x, 0, width - 1)).astype(jnp.int32)
+    values = jnp.take_along_axis(flat, index.reshape(batch, -1, 1), axis=1).reshape(*x.shape, channels)
+    result = result + jnp.where(inside, weight, 0.0)[..., None] * values
+  return result
 
 
 def resize_antialiased(images: jax.Array, height: int, width: int, method: str) -> jax.Array:

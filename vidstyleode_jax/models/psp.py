@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vidstyleode_jax import image_ops
 from vidstyleode_jax.models.layers import EqualDense
 
 BATCH_NORM_EPS = 1e-5
@@ -32,35 +33,6 @@ SQUEEZE_REDUCTION = 16
 # the 1/4 ones (pSp's coarse_ind = 3 and middle_ind = 7).
 COARSE_STYLES = 3
 MEDIUM_END = 7
-
-
-def align_corners_matrix(in_size: int, out_size: int) -> np.ndarray:
-  """[out_size, in_size] linear interpolation weights with align_corners=True: source = dst * (in - 1) / (out - 1)."""
-  scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-  source = np.arange(out_size) * scale
-  lower = np.minimum(np.floor(source).astype(int), in_size - 1)
-  upper = np.minimum(lower + 1, in_size - 1)
-  fraction = source - lower
-  matrix = np.zeros((out_size, in_size), np.float64)
-  np.add.at(matrix, (np.arange(out_size), lower), 1.0 - fraction)
-  np.add.at(matrix, (np.arange(out_size), upper), fraction)
-  return matrix.astype(np.float32)
-
-
-def resize_bilinear_align_corners(x: jax.Array, height: int, width: int) -> jax.Array:
-  """PyTorch's `F.interpolate(mode="bilinear", align_corners=True)`, as two interpolation matrices.
-
-  Args:
-    x: [batch, in_height, in_width, channels].
-    height, width: output size.
-
-  Returns:
-    [batch, height, width, channels].
-  """
-  rows = jnp.asarray(align_corners_matrix(x.shape[1], height), x.dtype)
-  columns = jnp.asarray(align_corners_matrix(x.shape[2], width), x.dtype)
-  x = jnp.einsum("oh,bhwc->bowc", rows, x, precision=jax.lax.Precision.HIGHEST)
-  return jnp.einsum("ow,bhwc->bhoc", columns, x, precision=jax.lax.Precision.HIGHEST)
 
 
 class PReLU(nn.Module):
@@ -180,9 +152,9 @@ class PSPEncoder(nn.Module):
       features.append(x)
     c1, c2, c3 = features[1:]
     top_channels = c3.shape[-1]
-    p2 = resize_bilinear_align_corners(c3, *c2.shape[1:3])
+    p2 = image_ops.resize_bilinear_align_corners(c3, *c2.shape[1:3])
     p2 = p2 + nn.Conv(top_channels, (1, 1), name="lateral_c2")(c2)
-    p1 = resize_bilinear_align_corners(p2, *c1.shape[1:3])
+    p1 = image_ops.resize_bilinear_align_corners(p2, *c1.shape[1:3])
     p1 = p1 + nn.Conv(top_channels, (1, 1), name="lateral_c1")(c1)
     sources = [c3] * COARSE_STYLES + [p2] * (MEDIUM_END - COARSE_STYLES) + [p1] * max(self.n_styles - MEDIUM_END, 0)
     codes = jnp.stack([
