@@ -1,9 +1,10 @@
-"""Shared fixtures: a smaller variant of the demo config for fast end-to-end tests.
+"""Shared fixtures: a smaller variant of the demo config for fast end-to-end tests, and one run trained with it.
 
 JAX's persistent compilation cache is turned on for the whole session, subprocesses included (they inherit the
 environment): the same train step, generator or app program compiled by several tests is compiled once.
 """
 
+import dataclasses
 import os
 import sys
 
@@ -28,3 +29,37 @@ def tiny_config(num_steps=3):
 @pytest.fixture
 def config():
   return tiny_config()
+
+
+DEMO_EXPORT_FPS = 8.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoRun:
+  """A tiny run trained for 2 steps, and 2 of its held-out videos exported by `apps export-demo` (at 8 fps).
+
+  Shared by the whole session: treat it as read-only (copy the workdir before changing anything in it).
+  params: the trained params that train.train returned (not restored from the checkpoint).
+  """
+
+  config: object
+  workdir: str
+  export: str
+  params: dict
+
+  def path(self, name):
+    """A file that export-demo wrote: demo_K.mp4, demo_K.npy, demo_K_frame0.png, ..."""
+    return os.path.join(self.export, name)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+  from vidstyleode_jax import train
+  from vidstyleode_jax.apps import __main__ as apps_cli
+
+  root = tmp_path_factory.mktemp("demo_run")
+  config = tiny_config(num_steps=2)
+  state, _ = train.train(config, str(root / "run"), progress=False)
+  assert apps_cli.main(["export-demo", "--workdir", str(root / "run"), "--out", str(root / "export"), "--count", "2",
+                        "--fps", str(DEMO_EXPORT_FPS), "--no-progress"]) == 0
+  return DemoRun(config, str(root / "run"), str(root / "export"), state.params)

@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 
 from tests import test_prepare
+from tests.conftest import DEMO_EXPORT_FPS
 from tests.conftest import tiny_config
 from vidstyleode_jax import config_validation
 from vidstyleode_jax import inference
-from vidstyleode_jax import train
 from vidstyleode_jax import video_io
 from vidstyleode_jax.apps import __main__ as cli
 from vidstyleode_jax.apps import applications
@@ -34,32 +34,25 @@ from vidstyleode_jax.models.psp import PSPEncoder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = 1e-5
-EXPORT_FPS = 8.0
 
 
 class Run:
-  """A trained tiny run, its exported demo videos and the independent reference pieces."""
+  """The session's trained demo run (conftest.demo_run), its exported videos and the independent reference pieces."""
 
-  def __init__(self, root):
-    self.config = tiny_config(num_steps=2)
-    self.workdir = str(root / "run")
-    self.export = str(root / "export")
-    state, _ = train.train(self.config, self.workdir, progress=False)
-    self.params = state.params
-    self.nets = inference.Networks.from_config(self.config)
-    self.frozen_vars = frozen_lib.load_or_init(self.nets.frozen, self.config, jax.random.key(self.config.seed + 1))
-    assert cli.main(["export-demo", "--workdir", self.workdir, "--out", self.export, "--count", "2",
-                     "--fps", str(EXPORT_FPS), "--no-progress"]) == 0
+  def __init__(self, demo_run):
+    self.config, self.workdir, self.export, self.params = (demo_run.config, demo_run.workdir, demo_run.export,
+                                                           demo_run.params)
+    self.path = demo_run.path
+    self.nets = inference.Networks.from_config(config_validation.resolve(self.config))
+    self.frozen_vars = frozen_lib.load_or_init(self.nets.frozen, self.nets.config,
+                                               jax.random.key(self.config.seed + 1))
     self.renderer = renderer_lib.Renderer(trained_run.load(self.workdir), batch_frames=4, resolution="data",
                                           progress=False)
-
-  def path(self, name):
-    return os.path.join(self.export, name)
 
   def video(self, k):
     """(frames01 [1, T, H, W, 3] as ffmpeg decodes demo_k.mp4, wplus [1, T, ...], times [T])."""
     frames, fps = video_io.read_video(self.path(f"demo_{k}.mp4"))
-    assert fps == EXPORT_FPS
+    assert fps == DEMO_EXPORT_FPS
     times = (np.arange(len(frames)) / self.config.data.video_length).astype(np.float32)
     return frames[None].astype(np.float32) / 255.0, np.load(self.path(f"demo_{k}.npy"))[None], times
 
@@ -87,8 +80,8 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-  return Run(tmp_path_factory.mktemp("apps"))
+def run(demo_run):
+  return Run(demo_run)
 
 
 def assert_close(actual, expected):
@@ -147,11 +140,11 @@ def test_interpolate_at_the_observed_frames_is_the_reconstruction(run):
 def test_interpolate_at_double_fps_keeps_the_observed_frames(run, tmp_path):
   output, raw = str(tmp_path / "double.mp4"), str(tmp_path / "double.npy")
   assert cli.main(["interpolate", "--workdir", run.workdir, "--video", run.path("demo_0.mp4"), "--inversions",
-                   run.path("demo_0.npy"), "--fps", str(2 * EXPORT_FPS), "--resolution", "data", "--output", output,
+                   run.path("demo_0.npy"), "--fps", str(2 * DEMO_EXPORT_FPS), "--resolution", "data", "--output", output,
                    "--save-frames", raw, "--side-by-side", "--no-progress"]) == 0
   frames, fps = video_io.read_video(output)
   count = run.config.data.frames_per_video
-  assert frames.shape == (2 * count - 1, 32, 32, 3) and fps == 2 * EXPORT_FPS
+  assert frames.shape == (2 * count - 1, 32, 32, 3) and fps == 2 * DEMO_EXPORT_FPS
   assert video_io.read_video(str(tmp_path / "double_compare.mp4"))[0].shape[0] == 2 * count - 1
   assert_close(np.load(raw)[::2], run.reconstruction(0))
 
@@ -161,7 +154,7 @@ def test_extrapolate_adds_the_requested_seconds(run, tmp_path):
   assert cli.main(["extrapolate", "--workdir", run.workdir, "--video", run.path("demo_0.mp4"), "--inversions",
                    run.path("demo_0.npy"), "--seconds", "0.5", "--output", output, "--no-progress"]) == 0
   frames, fps = video_io.read_video(output)
-  assert frames.shape[0] == run.config.data.frames_per_video + 4 and fps == EXPORT_FPS
+  assert frames.shape[0] == run.config.data.frames_per_video + 4 and fps == DEMO_EXPORT_FPS
 
 
 def test_hidden_frames_do_not_reach_the_encoder(run):
