@@ -3,6 +3,9 @@
 import gzip
 import json
 import os
+import subprocess
+import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -113,12 +116,23 @@ def test_convert_openai_bpe_layout(tmp_path):
   np.testing.assert_array_equal(tokenizer("Hello")[0, :3], [516, 515, 517])
 
 
-@pytest.mark.skipif(
-    "CLIP_BPE_PATH" not in os.environ,
-    reason="needs OpenAI's bpe_simple_vocab_16e6.txt.gz (in the open-clip-torch wheel) in $CLIP_BPE_PATH",
-)
-def test_golden_ids_with_real_vocabulary(tmp_path):
-  assert text.convert_openai_bpe(os.environ["CLIP_BPE_PATH"], str(tmp_path)) == 49408
+OPEN_CLIP_WHEEL = "open_clip_torch==3.3.0"  # ships OpenAI's BPE file; downloaded, never installed (it needs torchvision)
+
+
+@pytest.fixture(scope="module")
+def openai_bpe(tmp_path_factory):
+  """OpenAI's bpe_simple_vocab_16e6.txt.gz, taken from the open-clip-torch wheel on the package registry."""
+  folder = tmp_path_factory.mktemp("open_clip")
+  subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(folder), OPEN_CLIP_WHEEL],
+                 check=True)
+  with zipfile.ZipFile(next(folder.glob("*.whl"))) as wheel:
+    (folder / "bpe.txt.gz").write_bytes(wheel.read("open_clip/bpe_simple_vocab_16e6.txt.gz"))
+  return str(folder / "bpe.txt.gz")
+
+
+def test_golden_ids_with_real_vocabulary(openai_bpe, tmp_path):
+  """Ids of OpenAI's own tokenizer (clip.tokenize) for two sentences."""
+  assert text.convert_openai_bpe(openai_bpe, str(tmp_path)) == 49408
   tokenizer = text.ClipTokenizer(str(tmp_path))
   ids = tokenizer(["hello world", "a photo of a person with long sleeves"])
   np.testing.assert_array_equal(ids[0, :5], [49406, 3306, 1002, 49407, 0])
