@@ -243,7 +243,7 @@ BROKEN = {
         "train: error: generator.n_mlp=2 in the config, but ported/stylegan2_ffhq_1024/architecture.json has n_mlp=3"),
     "an override of a field the port owns": (
         ["vidstyleode_jax.train", *config_flags("fashion"), "--config.generator.conv_clamp=256", "--workdir=runs/b"],
-        "train: error: "),
+        "train: error: a --config.* flag names a field the config does not have: conv_clamp;"),
     "a DINO folder holding CLIP": (
         ["vidstyleode_jax.apps", "extrapolate", "--workdir", "runs/broken_dino", "--video", "videos/tall_0.mp4",
          "--psp", "ported/psp_stylegan_human", "--seconds", "1", "--output", "out/x.mp4"],

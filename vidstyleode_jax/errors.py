@@ -55,7 +55,8 @@ def parse_flags(program: str, argv, flag_values=flags.FLAGS):
   except flags.Error as error:
     sys.exit(report(program, f"{error} (see --help)"))
   except (AttributeError, KeyError) as error:
-    sys.exit(report(program, f"a --config.* flag names a field the config does not have ({error}); a ported "
+    field = str(error).strip("'\"")
+    sys.exit(report(program, f"a --config.* flag names a field the config does not have: {field}; a ported "
                     "network's architecture fields come from its folder and cannot be set"))
   except (TypeError, ValueError, ImportError, OSError, SyntaxError) as error:
     sys.exit(report(program, f"--config: {type(error).__name__}: {error}"))
