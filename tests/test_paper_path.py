@@ -263,6 +263,7 @@ def test_broken_inputs_end_with_one_line(user, case):
     config = (cwd / "runs" / "fashion" / "config.json").read_text()
     config = config.replace("ported/dino_vitb16", "ported/clip_vit_b32")
     (cwd / "runs" / "broken_dino" / "config.json").write_text(config)
+  os.makedirs(cwd / "out", exist_ok=True)
   args, expected = BROKEN[case]
   result = run(args, cwd, expect=1)
   lines = result.stderr.strip().splitlines()
