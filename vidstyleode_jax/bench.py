@@ -1,14 +1,28 @@
-r"""Benchmarks the jitted train step of a config on random inputs of its shapes.
+r"""Benchmarks the jitted train step of a config, or one part of it, on random inputs of its shapes.
 
   python -m vidstyleode_jax.bench --config=configs/demo.py
   python -m vidstyleode_jax.bench --config=configs/fashion.py --random_weights --config.data.batch_size=1
+  python -m vidstyleode_jax.bench --config=configs/fashion.py --random_weights --part=trainable --compare_torch
   python -m vidstyleode_jax.bench --config=configs/fashion.py --loader_only [--dataset_dir=data/fashion]
 
-Prints compile time, median step time, clips/s, ODE function evaluations per step, peak memory (the device's
-allocator where it reports one, else the process's peak RSS) and XLA's cost and memory analysis of the compiled
-step. --random_weights benchmarks a config whose ported weights or dataset are not at hand: its frozen networks get
-the architectures of the published checkpoints (PUBLISHED_ARCHITECTURES) and random values. No dataset is read: the
-batch is random frames, inversions and token ids.
+--part=full (the default) times the whole train step. It prints compile time, median step time, clips/s, ODE
+function evaluations per step, peak memory (the device's allocator where it reports one, else the process's peak
+RSS) and XLA's cost and memory analysis of the compiled step. --random_weights benchmarks a config whose ported
+weights or dataset are not at hand: its frozen networks get the architectures of the published checkpoints
+(PUBLISHED_ARCHITECTURES) and random values. No dataset is read: the batch is random frames, inversions and token ids.
+
+The other parts time one piece of the step, forward alone and forward + backward, with the step's batch sizes
+(B videos, T clip frames, N decoded frames, k = min(clip_frames, N) CLIP frames):
+  trainable  dynamics encoder, latent ODE, modulation (both branches) and mapper; forward + backward + Adam on
+             mean(w^2), the W+ of both branches; also prints the ODE's function evaluations (nfe)
+  generator  rendering 2 * B * N W+ latents; backward w.r.t. the latents
+  dino       the DINO descriptors of 2 * B * N generated frames at the data size; backward w.r.t. the frames
+  clip       the CLIP image embedding of 2 * B * k frames at the generator's size; backward w.r.t. the frames
+Forward and backward runs are interleaved, medians reported with the load average before and after (times on a
+shared machine are inflated by the others' load; the ratios of interleaved runs are the figures to compare).
+--compare_torch (trainable only) also runs torch_trainable.TrainablePath, the same path written in PyTorch after
+the original modules (float64 ODE), with the same parameter values, interleaved with ours in this process; it
+prints both times, their ratio and how far the two W+ outputs are apart. It needs PyTorch installed.
 
 --loader_only times the input pipeline alone (no model): batches read from a prepared dataset's
 config.data.train_split with config.data.read_threads threads and config.data.prefetch batches ahead, as training
@@ -23,11 +37,14 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from vidstyleode_jax import backends
 from vidstyleode_jax import config_validation
 from vidstyleode_jax import errors
 from vidstyleode_jax import inference
@@ -39,12 +56,16 @@ from vidstyleode_jax.data import sources
 from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import frozen as frozen_lib
 
+PARTS = ("full", "trainable", "generator", "dino", "clip")
+
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
 flags.DEFINE_integer("steps", 10, "Timed steps (after one compile-and-warm-up step); with --loader_only, timed "
                      "batches (after one warm-up batch).")
 flags.DEFINE_bool("random_weights", False, "Ignore checkpoint and dataset paths; use random weights.")
 flags.DEFINE_bool("compile_only", False, "Stop after compiling: XLA's cost and memory analysis, no timed steps.")
 flags.DEFINE_bool("loader_only", False, "Time the input pipeline alone (no model): batches/s and clips/s.")
+flags.DEFINE_enum("part", "full", PARTS, "What to time: the whole train step or one part of it (see above).")
+flags.DEFINE_bool("compare_torch", False, "With --part=trainable: time the PyTorch path alongside, interleaved.")
 flags.DEFINE_string("dataset_dir", "", "With --loader_only: the prepared dataset to read; empty: a temporary one "
                     "with random content at the config's frame and W+ shapes.")
 
@@ -176,6 +197,181 @@ def benchmark(config, steps, compile_only=False):
   return figures | analysis(compiled)
 
 
+TRAINABLE_ARGUMENTS = ("frames", "times", "mask", "query_times", "content", "styles")  # of VidStyleODE.__call__
+
+
+def trainable_inputs(config, n_latent, seed=0):
+  """Random inputs of VidStyleODE.__call__ at the config's sizes, with two style tokens (both branches)."""
+  d, rng = config.data, np.random.default_rng(seed)
+  b, t = d.batch_size, d.frames_per_clip
+  times = random_batch(config, n_latent, seed)["times"][0]
+  return dict(
+      frames=rng.uniform(size=(b, t, config.dynamics.height, config.dynamics.width, 3)).astype(np.float32),
+      times=times,
+      mask=np.ones((b, t), np.float32),
+      query_times=times[np.round(np.linspace(0, t - 1, d.frames_decoded)).astype(int)],
+      content=rng.standard_normal((b, n_latent, config.generator.style_dim)).astype(np.float32),
+      styles=tuple(rng.standard_normal((b, config.modulation.width)).astype(np.float32) for _ in range(2)),
+  )
+
+
+def trainable_programs(nets, config, inputs):
+  """The trainable path: forward, and one step of forward + backward + Adam on mean(w^2) of both branches."""
+  model, optimizer = nets.model, train_step.make_optimizer(config)
+  positional = lambda inputs: [inputs[name] for name in TRAINABLE_ARGUMENTS]
+  params = model.init(jax.random.key(0), *positional(inputs))
+  apply = lambda params, inputs: model.apply(params, *positional(inputs))
+
+  def forward(params, inputs):
+    w, _, stats = apply(params, inputs)
+    return w, stats["nfe"]
+
+  def step(params, opt_state, inputs):
+    def loss(params):
+      w, _, stats = apply(params, inputs)
+      return jnp.mean(jnp.square(w)), stats["nfe"]
+
+    (_, nfe), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, nfe
+
+  step_params = jax.tree.map(jnp.copy, params)  # the step donates its params
+  return params, {"forward": (forward, (params, inputs), 0), "forward+backward+adam": (
+      step, (step_params, optimizer.init(params), inputs), 2)}
+
+
+def frozen_part_programs(part, nets, config, frozen_vars, seed=0):
+  """Forward, and forward + backward w.r.t. the input, of one frozen network at the train step's batch sizes."""
+  d, rng = config.data, np.random.default_rng(seed)
+  frozen = nets.frozen
+  rows = 2 * d.batch_size * d.frames_decoded
+  if part == "generator":
+    inputs = rng.standard_normal((rows, frozen.generator.n_latent, config.generator.style_dim)).astype(np.float32)
+    fn = frozen.render
+  elif part == "dino":
+    inputs = rng.uniform(size=(rows, d.height, d.width, 3)).astype(np.float32)
+    fn = frozen.dino_features
+  else:
+    height = config.generator.resolution
+    inputs = rng.uniform(-1, 1, (2 * d.batch_size * min(config.loss.clip_frames, d.frames_decoded), height,
+                                 height // config.generator.aspect, 3)).astype(np.float32)
+    fn = frozen.clip_image
+  scalar = lambda variables, x: sum(jnp.sum(jnp.square(y)) for y in jax.tree.leaves(fn(variables, x)))
+  return {"forward": (fn, (frozen_vars, inputs), 0),
+          "forward+backward": (jax.grad(scalar, argnums=1), (frozen_vars, inputs), 0)}
+
+
+def torch_programs(config, params, inputs):
+  """The PyTorch trainable path with our parameter values: (module, forward(), step()) closures."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    from vidstyleode_jax import torch_trainable  # pylint: disable=g-import-not-at-top
+  except ModuleNotFoundError as e:
+    raise app.UsageError(f"--compare_torch needs PyTorch ({e}); install it with pip install torch") from None
+  module = torch_trainable.TrainablePath(jax.tree.map(np.asarray, params["params"]), config)
+  o = config.optim
+  dynamics, mapping = module.groups()
+  optimizer = torch.optim.Adam([
+      dict(params=dynamics, lr=o.learning_rate * o.dynamics_lr_multiplier, betas=(0.9, o.dynamics_b2)),
+      dict(params=mapping, lr=o.learning_rate, betas=(0.9, o.mapping_b2)),
+  ], eps=o.eps)
+  args = [torch.from_numpy(np.array(inputs[name])) for name in TRAINABLE_ARGUMENTS[:-1]]
+  args.append([torch.from_numpy(np.array(style)) for style in inputs["styles"]])
+
+  def forward():
+    with torch.no_grad():
+      w, nfe = module(*args)
+    return w.numpy(), nfe
+
+  def step():
+    optimizer.zero_grad()
+    w, nfe = module(*args)
+    torch.mean(torch.square(w)).backward()
+    optimizer.step()
+    return nfe
+
+  return module, {"forward": forward, "forward+backward+adam": step}
+
+
+def _load():
+  return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def benchmark_part(config, part, steps, compile_only=False, compare_torch=False):
+  """Compiles and times the forward and the forward + backward programs of one part; returns a dict of figures."""
+  config_validation.validate(config)
+  if compare_torch and part != "trainable":
+    raise app.UsageError("--compare_torch applies to --part=trainable only")
+  nets = inference.Networks.from_config(config)
+  n_latent = nets.frozen.generator.n_latent
+  figures = {"devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}", "part": part,
+             "batch_size": config.data.batch_size, "load_before": _load()}
+  if part == "trainable":
+    inputs = trainable_inputs(config, n_latent)
+    params, programs = trainable_programs(nets, config, inputs)
+    figures["params"] = sum(x.size for x in jax.tree.leaves(params))
+  else:
+    frozen_vars = frozen_lib.load_or_init(nets.frozen, config, jax.random.key(1))
+    programs = frozen_part_programs(part, nets, config, frozen_vars)
+
+  compiled, arguments, outputs = {}, {}, {}
+  for name, (fn, args, carry) in programs.items():
+    start = time.perf_counter()
+    compiled[name] = jax.jit(fn, donate_argnums=tuple(range(carry)), compiler_options=backends.compiler_options()
+                             ).lower(*args).compile()
+    figures[f"{name}: compile_s"] = time.perf_counter() - start
+    if compile_only:
+      figures.update({f"{name}: {key}": value for key, value in analysis(compiled[name]).items()})
+    arguments[name] = list(args)
+  if compile_only:
+    return figures
+
+  torch_module = None
+  if compare_torch:
+    torch_module, torch_fns = torch_programs(config, params, inputs)
+    figures["torch_params"] = sum(p.numel() for p in torch_module.parameters())
+    if figures["torch_params"] != figures["params"]:
+      raise AssertionError(f"torch path has {figures['torch_params']} params, ours {figures['params']}")
+    w_torch, _ = torch_fns["forward"]()
+    w_ours = np.asarray(compiled["forward"](*arguments["forward"])[0])
+    scale = config.mapper.delta_scale
+    figures["torch_vs_ours: max |delta difference|"] = float(np.abs(w_torch - w_ours).max() / scale)
+    figures["torch_vs_ours: max |delta|"] = float(np.abs(w_ours - inputs["content"][None, :, None]).max() / scale)
+
+  def run(name):
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled[name](*arguments[name]))
+    seconds = time.perf_counter() - start
+    carry = programs[name][2]
+    if carry:
+      arguments[name][:carry] = out[:carry]
+    return seconds, out
+
+  for name in compiled:  # warm-up
+    run(name)
+  times, nfes = {}, {}
+  for _ in range(steps):
+    for name in compiled:
+      seconds, out = run(name)
+      times.setdefault(name, []).append(seconds)
+      if part == "trainable":
+        nfes.setdefault(name, []).append(int(out[-1]))
+      if compare_torch:
+        start = time.perf_counter()
+        result = torch_fns[name]()
+        times.setdefault(f"torch {name}", []).append(time.perf_counter() - start)
+        nfes.setdefault(f"torch {name}", []).append(result[1] if name == "forward" else result)
+  for name, values in times.items():
+    figures[f"{name}: median_s"] = float(np.median(values))
+  for name, values in nfes.items():
+    figures[f"{name}: ode_nfe"] = float(np.mean(values))
+  if compare_torch:
+    for name in compiled:
+      figures[f"{name}: torch_s / ours_s"] = figures[f"torch {name}: median_s"] / figures[f"{name}: median_s"]
+  figures["load_after"] = _load()
+  return figures
+
+
 def write_random_dataset(dataset_dir, config, n_latent, num_videos=LOADER_VIDEOS, num_frames=LOADER_FRAMES, seed=0):
   """A prepared dataset with random frames and W+ at the config's shapes, in config.data.train_split."""
   d = config.data
@@ -245,7 +441,11 @@ def main(argv):
   else:
     if flags.FLAGS.random_weights:
       config = with_random_weights(config)
-    figures = benchmark(config, flags.FLAGS.steps, flags.FLAGS.compile_only)
+    if flags.FLAGS.part == "full":
+      figures = benchmark(config, flags.FLAGS.steps, flags.FLAGS.compile_only)
+    else:
+      figures = benchmark_part(config, flags.FLAGS.part, flags.FLAGS.steps, flags.FLAGS.compile_only,
+                               flags.FLAGS.compare_torch)
   for name, value in figures.items():
     print(f"{name:40s} {value:.4g}" if isinstance(value, float) else f"{name:40s} {value}")
 

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vidstyleode_jax import backends
 from vidstyleode_jax import inference
 from vidstyleode_jax import video_io
 from vidstyleode_jax.data import pipeline
@@ -59,7 +60,7 @@ def make_evaluate(nets):
         content_mse=jnp.mean(jnp.square(baseline[:, None] - real)),
     )
 
-  return jax.jit(evaluate)
+  return jax.jit(evaluate, compiler_options=backends.compiler_options())
 
 
 def make_sample_columns(nets):
@@ -84,7 +85,7 @@ def make_sample_columns(nets):
         "dynamics swapped": render(jnp.roll(z0, 1, axis=0), style),
     }
 
-  return jax.jit(columns)
+  return jax.jit(columns, compiler_options=backends.compiler_options())
 
 
 def write_samples(workdir, step, columns, fps):

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vidstyleode_jax import backends
 from vidstyleode_jax import image_ops
 from vidstyleode_jax import ported
 
@@ -24,7 +25,7 @@ class Inverter:
     self.encoder = encoder
     self.variables = jax.tree.map(jnp.asarray, {k: v for k, v in variables.items() if k in ENCODER_COLLECTIONS})
     self.batch_size = batch_size
-    self._encode = jax.jit(self._encode_batch)
+    self._encode = jax.jit(self._encode_batch, compiler_options=backends.compiler_options())
 
   @classmethod
   def from_ported(cls, path, batch_size=8):

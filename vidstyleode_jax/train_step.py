@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vidstyleode_jax import backends
 from vidstyleode_jax import inference
 from vidstyleode_jax import losses
 from vidstyleode_jax import parallel
@@ -169,4 +170,5 @@ def make_train_step(nets, mesh):
       in_shardings=(replicated, replicated, parallel.batch_sharding(mesh)),
       out_shardings=(replicated, replicated),
       donate_argnums=(0,),
+      compiler_options=backends.compiler_options(),
   )

@@ -16,25 +16,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vidstyleode_jax.models.layers import EqualConv2d, FusedLeakyReLU, torch_default_init
+from vidstyleode_jax.models.layers import Conv, EqualConv2d, FusedLeakyReLU
 
 # The ODE-RNN's first Euler step runs from this far after the last frame back to the last frame (§4.5).
 FIRST_STEP_OFFSET = 0.01
 # Dopri5 evaluates the vector field 6 times per attempted step; its 7th stage is reused by the next step (FSAL).
 DOPRI5_EVALS_PER_STEP = 6
-
-
-def torch_conv(features: int, kernel_size: int, in_features: int, name: str | None = None) -> nn.Conv:
-  """A k x k convolution with bias, zero padding k // 2 and PyTorch's default init."""
-  init = torch_default_init(in_features * kernel_size**2)
-  return nn.Conv(
-      features,
-      (kernel_size, kernel_size),
-      padding=kernel_size // 2,
-      kernel_init=init,
-      bias_init=init,
-      name=name,
-  )
 
 
 class EqualConvLReLU(nn.Module):
@@ -101,7 +88,7 @@ class ODEFunc(nn.Module):
     for i, features in enumerate(widths):
       if i > 0:
         x = jnp.tanh(x)
-      x = torch_conv(features, 3, x.shape[-1], name=f"conv{i}")(x)
+      x = Conv(features, 3, name=f"conv{i}")(x)
     return x
 
 
@@ -115,10 +102,9 @@ class ConvGRUCell(nn.Module):
     A video with mask 0 keeps h unchanged (bit for bit), whatever x holds.
     """
     channels = h.shape[-1]
-    in_features = x.shape[-1] + channels
-    gates = nn.sigmoid(torch_conv(2 * channels, 3, in_features, name="gates")(jnp.concatenate([x, h], axis=-1)))
+    gates = nn.sigmoid(Conv(2 * channels, 3, name="gates")(jnp.concatenate([x, h], axis=-1)))
     reset, update = jnp.split(gates, 2, axis=-1)
-    candidate = torch_conv(channels, 3, in_features, name="candidate")(jnp.concatenate([x, reset * h], axis=-1))
+    candidate = Conv(channels, 3, name="candidate")(jnp.concatenate([x, reset * h], axis=-1))
     h_new = (1 - update) * h + update * jnp.tanh(candidate)
     mask = mask.astype(h.dtype)[:, None, None, None]
     return mask * h_new + (1 - mask) * h
@@ -134,8 +120,8 @@ class Z0Head(nn.Module):
   def __call__(self, h):
     """h: [batch, h', w', c] -> z0 [batch, h', w', c]."""
     channels = h.shape[-1]
-    x = nn.relu(torch_conv(channels, 1, channels, name="conv1")(h))
-    return torch_conv(2 * channels, 1, channels, name="conv2")(x)[..., :channels]
+    x = nn.relu(Conv(channels, 1, name="conv1")(h))
+    return Conv(2 * channels, 1, name="conv2")(x)[..., :channels]
 
 
 def solve_ode(
@@ -216,7 +202,7 @@ class DynamicsEncoder(nn.Module):
     self.gru = ConvGRUCell()
     self.z0_head = Z0Head()
     self.f_dec = ODEFunc(self.spatial_channels, self.ode_hidden_channels)
-    self.to_tokens = torch_conv(self.token_dim, 1, self.spatial_channels)
+    self.to_tokens = Conv(self.token_dim, 1)
 
   def encode(self, frames, ts, mask):
     """ODE-RNN over the clip from its last frame to its first (§4.5).

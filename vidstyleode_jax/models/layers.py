@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vidstyleode_jax import backends
+
 LEAKY_SLOPE = 0.2
 LEAKY_GAIN = math.sqrt(2.0)
 
@@ -98,3 +100,50 @@ def torch_dense(features: int, in_features: int, name: str | None = None) -> nn.
   """A dense layer with bias, initialised like torch.nn.Linear."""
   init = torch_default_init(in_features)
   return nn.Dense(features, kernel_init=init, bias_init=init, name=name)
+
+
+def conv_same(x: jax.Array, kernel: jax.Array, as_matmul: bool) -> jax.Array:
+  """Stride-1 convolution with zero padding k // 2 (odd k), so that height and width are kept.
+
+  Args:
+    x: [..., h, w, c_in].
+    kernel: [k, k, c_in, c_out].
+    as_matmul: compute it as one matmul of the k * k shifted copies of x (im2col) instead of XLA's convolution;
+      the same sums, in another order (see backends.py for when each is used).
+
+  Returns:
+    [..., h, w, c_out].
+  """
+  k, lead, (height, width) = kernel.shape[0], x.shape[:-3], x.shape[-3:-1]
+  x = x.reshape((-1,) + x.shape[-3:])
+  if as_matmul:
+    padded = jnp.pad(x, ((0, 0), (k // 2, k // 2), (k // 2, k // 2), (0, 0)))
+    patches = [padded[:, i:i + height, j:j + width] for i in range(k) for j in range(k)]
+    y = jnp.concatenate(patches, axis=-1) @ kernel.reshape(-1, kernel.shape[-1])
+  else:
+    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), [(k // 2, k // 2)] * 2,
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return y.reshape(lead + y.shape[1:])
+
+
+class Conv(nn.Module):
+  """A k x k stride-1 convolution with bias, zero padding k // 2 and PyTorch's default init.
+
+  Parameters as flax.linen.Conv's: kernel [k, k, c_in, features], bias [features].
+
+  Attributes:
+    as_matmul: see conv_same; None picks the backend's choice (backends.convolutions_as_matmul).
+  """
+
+  features: int
+  kernel_size: int
+  as_matmul: bool | None = None
+
+  @nn.compact
+  def __call__(self, x):
+    """x: [..., h, w, c_in] -> [..., h, w, features]."""
+    init = torch_default_init(x.shape[-1] * self.kernel_size**2)
+    kernel = self.param("kernel", init, (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
+    bias = self.param("bias", init, (self.features,))
+    as_matmul = backends.convolutions_as_matmul() if self.as_matmul is None else self.as_matmul
+    return conv_same(x, kernel.astype(x.dtype), as_matmul) + bias.astype(x.dtype)

@@ -4,6 +4,11 @@ docs/model.md §7. The style token s (CLIP image embedding of G(z_C), plus a tex
 the self-attended dynamics tokens through two parallel cross-attention branches (coarse and medium); the fine branch
 sees the style token alone. Each branch ends in its own LayerNorm and bias-free projection, giving one conditioning
 vector per W+ group.
+
+The self-attention does not depend on the style, so several style tokens per video (the reconstruction and the
+edited branch of training) share one pass over the dynamics tokens. The cross-attention has one query token, so its
+key and value projections are applied on the query side (`single_query_attention`): the same attention, with 48
+tokens no longer projected once per block and per style.
 """
 
 import flax.linen as nn
@@ -20,22 +25,61 @@ def _layer_norm(name=None):
   return nn.LayerNorm(epsilon=LAYER_NORM_EPS, use_fast_variance=False, name=name)
 
 
-class MultiHeadAttention(nn.Module):
-  """Unmasked multi-head attention with separate q, k, v and output projections."""
+def attention_params(module: nn.Module, width: int, num_heads: int) -> dict[str, dict[str, jax.Array]]:
+  """The q, k, v and output projections of `module`'s attention, stored as flax.linen.DenseGeneral stores them.
+
+  Returns {name: {"kernel", "bias"}} for query, key, value (kernel [width, heads, head_dim], bias [heads, head_dim])
+  and out (kernel [heads, head_dim, width], bias [width]); kernels N(0, 0.02), biases 0.
+  """
+  if width % num_heads:
+    raise ValueError(f"width {width} is not divisible by num_heads {num_heads}")
+  head_dim = width // num_heads
+
+  def projection(name, in_shape, out_shape):
+    init = lambda key: {"kernel": _dense_init(key, in_shape + out_shape), "bias": jnp.zeros(out_shape)}
+    return module.param(name, init)
+
+  params = {name: projection(name, (width,), (num_heads, head_dim)) for name in ("query", "key", "value")}
+  params["out"] = projection("out", (num_heads, head_dim), (width,))
+  return params
+
+
+class SelfAttention(nn.Module):
+  """Unmasked multi-head self-attention with separate q, k, v and output projections."""
 
   num_heads: int
 
   @nn.compact
-  def __call__(self, queries, keys_values):
-    width = queries.shape[-1]
-    head_dim = width // self.num_heads
-    dense = lambda name: nn.DenseGeneral((self.num_heads, head_dim), kernel_init=_dense_init, name=name)
-    q = dense("query")(queries)
-    k = dense("key")(keys_values)
-    v = dense("value")(keys_values)
-    weights = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(head_dim).astype(q.dtype), axis=-1)
-    attended = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-    return nn.DenseGeneral(width, axis=(-2, -1), kernel_init=_dense_init, name="out")(attended)
+  def __call__(self, x):
+    """x: [batch, tokens, width] -> [batch, tokens, width]."""
+    p = attention_params(self, x.shape[-1], self.num_heads)
+    project = lambda name: jnp.einsum("btc,chd->bthd", x, p[name]["kernel"]) + p[name]["bias"]
+    attended = jax.nn.dot_product_attention(project("query"), project("key"), project("value"))
+    return jnp.einsum("bthd,hdc->btc", attended, p["out"]["kernel"]) + p["out"]["bias"]
+
+
+class SingleQueryAttention(nn.Module):
+  """Multi-head attention of one query token per row to a context shared by the leading axes of the queries.
+
+  Same parameters and result as projecting the context to keys and values: the key projection moves onto the query
+  (q . (y W_k + b_k) = (W_k q) . y + q . b_k, and q . b_k, equal for every key, cancels in the softmax), and so
+  does the value projection (the softmax weights sum to 1, so sum_t a_t (y_t W_v + b_v) = (sum_t a_t y_t) W_v + b_v).
+  """
+
+  num_heads: int
+
+  @nn.compact
+  def __call__(self, queries, context):
+    """queries: [..., batch, width]; context: [batch, tokens, width] -> [..., batch, width]."""
+    p = attention_params(self, queries.shape[-1], self.num_heads)
+    q = jnp.einsum("...bc,chd->...bhd", queries, p["query"]["kernel"]) + p["query"]["bias"]
+    q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+    weights = jax.nn.softmax(
+        jnp.einsum("...bhc,btc->...bht", jnp.einsum("...bhd,chd->...bhc", q, p["key"]["kernel"]), context), axis=-1
+    )
+    values = jnp.einsum("...bhc,chd->...bhd", jnp.einsum("...bht,btc->...bhc", weights, context),
+                        p["value"]["kernel"]) + p["value"]["bias"]
+    return jnp.einsum("...bhd,hdc->...bc", values, p["out"]["kernel"]) + p["out"]["bias"]
 
 
 class Mlp(nn.Module):
@@ -59,25 +103,25 @@ class SelfAttentionBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    h = _layer_norm("ln_1")(x)
-    x = x + MultiHeadAttention(self.num_heads, name="attn")(h, h)
+    x = x + SelfAttention(self.num_heads, name="attn")(_layer_norm("ln_1")(x))
     return x + Mlp(self.mlp_dim, name="mlp")(_layer_norm("ln_2")(x))
 
 
 class CrossAttentionBlock(nn.Module):
-  """The query tokens x attend to the fixed context y; y is not updated."""
+  """The query token x attends to the fixed context y; y is not updated."""
 
   num_heads: int
   mlp_dim: int
 
   @nn.compact
   def __call__(self, x, y):
-    x = x + MultiHeadAttention(self.num_heads, name="attn")(_layer_norm("ln_x")(x), _layer_norm("ln_y")(y))
+    """x: [..., batch, width], one token per row; y: [batch, tokens, width] -> [..., batch, width]."""
+    x = x + SingleQueryAttention(self.num_heads, name="attn")(_layer_norm("ln_x")(x), _layer_norm("ln_y")(y))
     return x + Mlp(self.mlp_dim, name="mlp")(_layer_norm("ln_2")(x))
 
 
 class ModulationNetwork(nn.Module):
-  """Dynamics tokens and a style token -> one conditioning vector per W+ group.
+  """Dynamics tokens and style tokens -> one conditioning vector per W+ group and per style.
 
   Attributes:
     width: token width (512).
@@ -97,25 +141,35 @@ class ModulationNetwork(nn.Module):
   cross_mlp_dim: int = 1024
   num_dynamics_tokens: int = 48
 
-  @nn.compact
-  def __call__(self, style, dynamics_tokens):
-    """style: [batch, width]; dynamics_tokens: [batch, tokens, width] -> [batch, 3, width] (coarse, medium, fine)."""
+  def attend_dynamics(self, dynamics_tokens):
+    """dynamics_tokens: [batch, tokens, width] -> the self-attended context [batch, tokens, width]."""
     num_tokens = dynamics_tokens.shape[1]
     if num_tokens > self.num_dynamics_tokens:
       raise ValueError(f"{num_tokens} dynamics tokens exceed num_dynamics_tokens={self.num_dynamics_tokens}")
-    style_pos = self.param("style_pos_embedding", nn.initializers.zeros, (1, 1, self.width))
     dynamics_pos = self.param("dynamics_pos_embedding", nn.initializers.zeros, (1, self.num_dynamics_tokens, self.width))
     y = dynamics_tokens + dynamics_pos[:, :num_tokens]
     for i in range(self.num_self_layers):
       y = SelfAttentionBlock(self.num_heads, self.self_mlp_dim, name=f"self_{i}")(y)
+    return y
 
-    query = style[:, None, :] + style_pos
+  def condition(self, styles, context):
+    """styles: [styles, batch, width]; context: [batch, tokens, width] -> [styles, batch, 3, width]."""
+    style_pos = self.param("style_pos_embedding", nn.initializers.zeros, (1, 1, self.width))
+    query = styles + style_pos[0]
     branches = []
     for group in range(NUM_GROUPS):
       x = query
       if group < 2:
         for i in range(self.num_cross_layers):
-          x = CrossAttentionBlock(self.num_heads, self.cross_mlp_dim, name=f"cross_{group}_{i}")(x, y)
-      x = _layer_norm(f"head_ln_{group}")(x[:, 0])
+          x = CrossAttentionBlock(self.num_heads, self.cross_mlp_dim, name=f"cross_{group}_{i}")(x, context)
+      x = _layer_norm(f"head_ln_{group}")(x)
       branches.append(nn.Dense(self.width, use_bias=False, kernel_init=_dense_init, name=f"head_{group}")(x))
-    return jnp.stack(branches, axis=1)
+    return jnp.stack(branches, axis=-2)
+
+  @nn.compact
+  def __call__(self, styles, dynamics_tokens):
+    """styles: [styles, batch, width]; dynamics_tokens: [batch, tokens, width] -> [styles, batch, 3, width].
+
+    Row b of every style attends to the dynamics tokens of row b; the groups are (coarse, medium, fine).
+    """
+    return self.condition(styles, self.attend_dynamics(dynamics_tokens))

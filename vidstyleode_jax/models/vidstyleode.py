@@ -44,25 +44,33 @@ class VidStyleODE(nn.Module):
     Returns:
       w: [batch, N, n_latent, style_dim].
     """
+    return self.styled_latents(z_t, content, style[None])[0]
+
+  def styled_latents(self, z_t, content, styles):
+    """As `latents` for several style tokens per video, sharing the dynamics tokens and their self-attention.
+
+    styles: [num_styles, batch, embed] -> w: [num_styles, batch, N, n_latent, style_dim].
+    """
     tokens = self.dynamics.tokens(z_t)
     batch, frames = tokens.shape[:2]
-    flat = lambda x: jnp.repeat(x, frames, axis=0)
-    conditions = self.modulation(flat(style), tokens.reshape((batch * frames,) + tokens.shape[2:]))
-    content_flat = flat(content)
-    w = content_flat + self.delta_scale * self.mapper(content_flat, conditions)
-    return w.reshape((batch, frames) + content.shape[1:])
+    per_frame = lambda x, axis: jnp.repeat(x, frames, axis=axis)
+    conditions = self.modulation(per_frame(styles, 1), tokens.reshape((batch * frames,) + tokens.shape[2:]))
+    num_styles = styles.shape[0]
+    content_flat = jnp.broadcast_to(per_frame(content, 0), (num_styles, batch * frames) + content.shape[1:])
+    content_flat = content_flat.reshape((-1,) + content.shape[1:])
+    delta = self.mapper(content_flat, conditions.reshape((-1,) + conditions.shape[2:]))
+    w = content_flat + self.delta_scale * delta
+    return w.reshape((num_styles, batch, frames) + content.shape[1:])
 
   def __call__(self, frames, times, mask, query_times, content, styles: Sequence):
-    """The training path: one ODE solve shared by several style tokens (reconstruction and edited branches).
+    """The training path: one ODE solve and one dynamics self-attention shared by several style tokens.
 
+    styles: the style tokens [batch, embed] of each branch (reconstruction, edited).
     Returns (w [len(styles), batch, N, n_latent, style_dim], z0, solver stats).
     """
     z0 = self.encode(frames, times, mask)
     z_t, stats = self.solve(z0, query_times)
-    num_styles, batch = len(styles), content.shape[0]
-    tile = lambda x: jnp.concatenate([x] * num_styles, axis=0)
-    w = self.latents(tile(z_t), tile(content), jnp.concatenate(styles, axis=0))
-    return w.reshape((num_styles, batch) + w.shape[1:]), z0, stats
+    return self.styled_latents(z_t, content, jnp.stack(styles)), z0, stats
 
 
 def build(config) -> VidStyleODE:

@@ -1,0 +1,192 @@
+"""Each faster formulation of the trainable path against the plain one it replaces: same params, random inputs,
+forward and gradients within 1e-5.
+
+The plain formulations are written here, test-local, where the package no longer has them: the modulation network
+that projects every dynamics token to keys and values and runs once per style token, and the composition that
+tiles the dynamics per style. Convolutions are compared with both of the package's formulations (XLA's convolution,
+used on GPU and TPU, and im2col matmuls, used on CPU), selected by patching backends.convolutions_as_matmul.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vidstyleode_jax import backends
+from vidstyleode_jax.models import dynamics as dynamics_lib
+from vidstyleode_jax.models import layers
+from vidstyleode_jax.models import mapper as mapper_lib
+from vidstyleode_jax.models import modulation as modulation_lib
+from vidstyleode_jax.models import vidstyleode
+
+TOLERANCE = 1e-5
+
+
+def randomise(tree, seed, scale=0.3):
+  """Every leaf replaced by N(0, scale^2) float32, so that zero-initialised biases and embeddings matter too."""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda x: jnp.asarray(scale * rng.normal(size=x.shape), jnp.float32), tree)
+
+
+def assert_trees_close(actual, expected, tolerance=TOLERANCE):
+  """Every leaf within tolerance, relative to the largest magnitude of that leaf (absolute below 1)."""
+  assert jax.tree.structure(actual) == jax.tree.structure(expected)
+  for (path, a), e in zip(jax.tree_util.tree_leaves_with_path(actual), jax.tree.leaves(expected)):
+    a, e = np.asarray(a, np.float64), np.asarray(e, np.float64)
+    error = np.abs(a - e).max() / max(1.0, np.abs(e).max())
+    assert error < tolerance, f"{jax.tree_util.keystr(path)}: relative error {error:.2e}"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Convolutions: im2col matmul against XLA's convolution.
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+def test_conv_as_matmul_matches_convolution(kernel_size):
+  rng = np.random.default_rng(kernel_size)
+  x = jnp.asarray(rng.normal(size=(2, 7, 5, 6)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(kernel_size, kernel_size, 6, 4)), jnp.float32)
+  cotangent = jnp.asarray(rng.normal(size=(2, 7, 5, 4)), jnp.float32)
+
+  def outputs(as_matmul):
+    objective = lambda x, kernel: jnp.sum(layers.conv_same(x, kernel, as_matmul) * cotangent)
+    return layers.conv_same(x, kernel, as_matmul), jax.grad(objective, argnums=(0, 1))(x, kernel)
+
+  matmul, convolution = jax.jit(outputs, static_argnums=0)(True), jax.jit(outputs, static_argnums=0)(False)
+  assert matmul[0].shape == (2, 7, 5, 4)
+  assert_trees_close(matmul, convolution)
+
+
+TINY = dict(base_channels=4, num_downsamples=2, spatial_channels=8, ode_hidden_channels=8, token_dim=16)
+
+
+def test_dynamics_encoder_convolution_formulations_agree(monkeypatch):
+  """The ODE-RNN (lax.scan over ConvGRU and f_enc), one f_dec evaluation and the tokens, with either formulation of
+  their convolutions: forward and parameter gradients."""
+  rng = np.random.default_rng(0)
+  frames = jnp.asarray(rng.uniform(size=(2, 4, 16, 12, 3)), jnp.float32)
+  ts = jnp.asarray([0.0, 0.1, 0.25, 0.4])
+  mask = jnp.asarray([[1.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0]])
+  model = dynamics_lib.DynamicsEncoder(**TINY)
+  params = randomise(model.init(jax.random.key(0), frames, ts, mask, ts[:3]), seed=1)
+
+  def forward(module):
+    z0 = module.encode(frames, ts, mask)
+    return z0, module.tokens(jnp.stack([z0, z0 + module.f_dec(z0)], axis=1))
+
+  def outputs(params):
+    objective = lambda params: sum(jnp.sum(jnp.sin(x)) for x in model.apply(params, method=forward))
+    return model.apply(params, method=forward), jax.grad(objective)(params)
+
+  results = {}
+  for as_matmul in (True, False):
+    monkeypatch.setattr(backends, "convolutions_as_matmul", lambda backend=None, value=as_matmul: value)
+    results[as_matmul] = jax.jit(outputs)(params)
+  assert_trees_close(results[True], results[False])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The modulation network and the composition, against the plain formulation they replace.
+
+
+class PlainAttention(nn.Module):
+  num_heads: int
+
+  @nn.compact
+  def __call__(self, queries, keys_values):
+    width = queries.shape[-1]
+    head_dim = width // self.num_heads
+    dense = lambda name: nn.DenseGeneral((self.num_heads, head_dim), name=name)
+    q, k, v = dense("query")(queries), dense("key")(keys_values), dense("value")(keys_values)
+    weights = jax.nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(head_dim), axis=-1)
+    return nn.DenseGeneral(width, axis=(-2, -1), name="out")(jnp.einsum("bhqk,bkhd->bqhd", weights, v))
+
+
+class PlainBlock(nn.Module):
+  """The self-attention block (cross=False) or the cross-attention block, keys and values projected per token."""
+
+  num_heads: int
+  mlp_dim: int
+  cross: bool
+
+  @nn.compact
+  def __call__(self, x, y=None):
+    norm = lambda name: nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, name=name)
+    if self.cross:
+      x = x + PlainAttention(self.num_heads, name="attn")(norm("ln_x")(x), norm("ln_y")(y))
+    else:
+      h = norm("ln_1")(x)
+      x = x + PlainAttention(self.num_heads, name="attn")(h, h)
+    return x + modulation_lib.Mlp(self.mlp_dim, name="mlp")(norm("ln_2")(x))
+
+
+class PlainModulation(nn.Module):
+  """One style token per row, self-attention recomputed for every call (the original's order of work)."""
+
+  m: modulation_lib.ModulationNetwork
+
+  @nn.compact
+  def __call__(self, style, dynamics_tokens):
+    """style: [batch, width]; dynamics_tokens: [batch, tokens, width] -> [batch, 3, width]."""
+    m = self.m
+    style_pos = self.param("style_pos_embedding", nn.initializers.zeros, (1, 1, m.width))
+    dynamics_pos = self.param("dynamics_pos_embedding", nn.initializers.zeros, (1, m.num_dynamics_tokens, m.width))
+    y = dynamics_tokens + dynamics_pos[:, : dynamics_tokens.shape[1]]
+    for i in range(m.num_self_layers):
+      y = PlainBlock(m.num_heads, m.self_mlp_dim, cross=False, name=f"self_{i}")(y)
+    branches = []
+    for group in range(3):
+      x = style[:, None, :] + style_pos
+      for i in range(m.num_cross_layers if group < 2 else 0):
+        x = PlainBlock(m.num_heads, m.cross_mlp_dim, cross=True, name=f"cross_{group}_{i}")(x, y)
+      x = nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, name=f"head_ln_{group}")(x[:, 0])
+      branches.append(nn.Dense(m.width, use_bias=False, name=f"head_{group}")(x))
+    return jnp.stack(branches, axis=1)
+
+
+MODULATION = modulation_lib.ModulationNetwork(
+    width=32, num_heads=4, num_self_layers=1, num_cross_layers=2, self_mlp_dim=64, cross_mlp_dim=48,
+    num_dynamics_tokens=12,
+)
+
+
+def test_styled_latents_match_plain_composition():
+  """VidStyleODE.styled_latents against the plain formulation: W+ and every parameter gradient, same param tree.
+
+  New: the dynamics tokens and their self-attention computed once for both style tokens, the cross-attention's key
+  and value projections on the query side. Plain: the dynamics tiled per style, every token projected to keys and
+  values, the modulation network run once per style.
+  """
+  rng = np.random.default_rng(4)
+  model = vidstyleode.VidStyleODE(
+      dynamics=dynamics_lib.DynamicsEncoder(**(TINY | dict(token_dim=32))),
+      modulation=MODULATION,
+      mapper=mapper_lib.StyleMapper(group_sizes=(1, 2, 2), group_depths=(2, 1, 1)),
+      delta_scale=0.1,
+  )
+  z_t = jnp.asarray(rng.normal(size=(2, 3, 4, 3, 8)), jnp.float32)
+  content = jnp.asarray(rng.normal(size=(2, 5, 16)), jnp.float32)
+  styles = jnp.asarray(rng.normal(size=(2, 2, 32)), jnp.float32)
+  init = lambda module: module.styled_latents(z_t, content, styles)
+  params = randomise(model.init(jax.random.key(0), method=init), seed=5)
+  weights = jnp.asarray(rng.normal(size=(2, 2, 3, 5, 16)), jnp.float32)
+  plain = PlainModulation(MODULATION)
+  plain_params = plain.init(jax.random.key(0), jnp.zeros((6, 32)), jnp.zeros((6, 12, 32)))
+  assert jax.tree.map(jnp.shape, params["params"]["modulation"]) == jax.tree.map(jnp.shape, plain_params["params"])
+
+  def new(params):
+    return model.apply(params, z_t, content, styles, method="styled_latents")
+
+  def old(params):
+    tokens = model.apply(params, z_t, method=lambda m, z: m.dynamics.tokens(z)).reshape(6, 12, 32)
+    flat = lambda x: jnp.repeat(x, 3, axis=0)
+    w = []
+    for style in styles:
+      conditions = plain.apply({"params": params["params"]["modulation"]}, flat(style), tokens)
+      delta = model.mapper.apply({"params": params["params"]["mapper"]}, flat(content), conditions)
+      w.append((flat(content) + 0.1 * delta).reshape(2, 3, 5, 16))
+    return jnp.stack(w)
+
+  outputs = lambda fn: (fn(params), jax.grad(lambda p: jnp.sum(fn(p) * weights))(params))
+  assert_trees_close(jax.jit(lambda: outputs(new))(), jax.jit(lambda: outputs(old))())
