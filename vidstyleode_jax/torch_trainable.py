@@ -1,6 +1,6 @@
 """The trainable path in PyTorch, written for `bench --part=trainable --compare_torch` only.
 
-It follows the original VidStyleODE modules as architecture.md §4, §7 and §8 describe them, with their layout and
+It follows the original VidStyleODE modules as docs/model.md §4, §7 and §8 describe them, with their layout and
 numerics: channel-first tensors, the ODE-RNN, z0 head, both ODE functions and the Dopri5 solve in float64 (§4.7),
 torchdiffeq's solver rules (Hairer-Wanner first step, step factor 0.9 * r^(-1/5) clipped to [0.2, 10], 4th-order
 dense output), gradients through the solver's steps, the full modulation network run once per style token (self-
