@@ -95,6 +95,21 @@ def test_bad_input_is_a_page_error(page, call, message):
     call(page.handlers, page.examples[0])
 
 
+def test_two_clicks_on_the_first_frame_select_the_region_between_them():
+  frame = np.full((32, 16, 3), 90, np.uint8)  # enlarged 8x: 256 // 32
+  click = lambda x, y: gr.SelectData(None, {"index": [x, y], "value": None})
+  region, corner = ui.region_click(frame, None, click(8 * 10 + 7, 8 * 3))
+  assert (region, corner) == ("10,3,11,4", (10, 3))
+  region, corner = ui.region_click(frame, corner, click(8 * 2, 8 * 20 + 1))
+  assert (region, corner) == ("2,3,11,21", None)
+  preview = ui.region_preview(frame, region)
+  assert preview.shape == (256, 128, 3)
+  expected = np.full((32, 16), 90 // ui.OUTSIDE_REGION_SHADE, np.uint8)
+  expected[3:21, 2:11] = 90
+  np.testing.assert_array_equal(preview[::8, ::8, 0], expected)
+  np.testing.assert_array_equal(ui.region_preview(frame, "0,0,99,99"), np.full((256, 128, 3), 90, np.uint8))
+
+
 def free_port():
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))

@@ -221,7 +221,7 @@ def build(handlers, examples, header):
         driving = _video("Driving video: the motion inside the region (--driving)", "transfer-driving")
         region = gr.Textbox(label="Region x0,y0,x1,y1 in pixels, x1 and y1 exclusive (--region); or click two "
                             "corners on the first frame below", elem_id="transfer-region")
-        preview = gr.Image(label="First frame (darker outside the region)", interactive=False,
+        preview = gr.Image(label="First frame (darker outside the region)", interactive=False, format="png",
                            elem_id="transfer-preview")
         video.change(first_frame, video, frame).then(region_preview, [frame, region], preview)
         region.change(region_preview, [frame, region], preview)
