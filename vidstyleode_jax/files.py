@@ -14,6 +14,7 @@ Workdir layout (everything training writes, and the applications and evaluation 
   samples/          step_<step>.mp4 and .gif sample grids
   tokenizer/        the CLIP vocabulary training built from the data's descriptions, for a CLIP drawn at random
   demo_data/        the demo's rendered videos (train.npz, eval.npz)
+  ui/               the web page's example inputs (examples/) and results (outputs/), unless it is given --cache
 """
 
 import contextlib
@@ -32,6 +33,7 @@ TENSORBOARD_DIR = "tensorboard"
 SAMPLES_DIR = "samples"
 TOKENIZER_DIR = "tokenizer"
 DEMO_DATA_DIR = "demo_data"
+UI_DIR = "ui"
 
 FILE_MODE = 0o644
 FOLDER_MODE = 0o755

@@ -14,13 +14,11 @@ import os
 import sys
 
 from vidstyleode_jax import errors
-from vidstyleode_jax.apps import applications
 from vidstyleode_jax.apps import export_demo
 from vidstyleode_jax.apps import inputs
 from vidstyleode_jax.apps import outputs
-from vidstyleode_jax.apps import regions
 from vidstyleode_jax.apps import renderer as renderer_lib
-from vidstyleode_jax.apps import timeline
+from vidstyleode_jax.apps import session as session_lib
 from vidstyleode_jax.apps import trained_run
 from vidstyleode_jax.errors import UserError
 
@@ -120,60 +118,16 @@ def build_parser():
   return parser
 
 
-def _edit(args, renderer, read_video, invert):
-  video = read_video(args.video)
-  wplus = invert(video, args.inversions, "--inversions")
-  tokenizer = renderer.run.tokenizer()
-  try:
-    source, target = tokenizer(args.source), tokenizer(args.target)
-  except ValueError as err:
-    raise UserError(f"--source/--target: {err}") from None
-  alpha = renderer.run.config.loss.manipulation_strength if args.alpha is None else args.alpha
-  return applications.edit(renderer, video, wplus, source, target, alpha)
-
-
-def _animate(args, renderer, read_video, invert):
-  image = inputs.read_image(args.image, renderer.run.frame_format)
-  image_wplus = invert(image, args.inversions, "--inversions")
-  return applications.animate(renderer, image, image_wplus, read_video(args.driving))
-
-
-def _interpolate(args, renderer, read_video, invert):
-  video = read_video(args.video)
-  wplus = invert(video, args.inversions, "--inversions")
-  if args.times is not None:
-    positions, fps = timeline.positions_of_seconds(timeline.parse_numbers(args.times, "--times"), video.fps), video.fps
-  elif args.frames is not None:
-    positions, fps = timeline.parse_numbers(args.frames, "--frames"), video.fps
-  else:
-    fps = args.fps or video.fps
-    positions = timeline.positions_at_fps(len(video), video.fps, fps)
-  mask = applications.observation_mask(len(video), args.drop, args.keep_every, args.seed)
-  return applications.interpolate(renderer, video, wplus, positions, fps, mask)
-
-
-def _extrapolate(args, renderer, read_video, invert):
-  video = read_video(args.video)
-  return applications.extrapolate(renderer, video, invert(video, args.inversions, "--inversions"), args.seconds)
-
-
-def _transfer_motion(args, renderer, read_video, invert):
-  video = read_video(args.video)
-  height, width = video.native_size
-  region = regions.parse_box(args.region, height, width) if args.region else regions.read_mask(args.mask)
-  region = regions.to_frame(region, renderer.run.frame_format)
-  wplus = invert(video, args.inversions, "--inversions")
-  return applications.transfer_motion(renderer, video, wplus, read_video(args.driving), region)
-
-
-def _blend_motion(args, renderer, read_video, invert):
-  video = read_video(args.video)
-  wplus = invert(video, args.inversions, "--inversions")
-  return applications.blend_motion(renderer, video, wplus, read_video(args.video_b), args.weight)
-
-
-HANDLERS = {"edit": _edit, "animate": _animate, "interpolate": _interpolate, "extrapolate": _extrapolate,
-            "transfer-motion": _transfer_motion, "blend-motion": _blend_motion}
+HANDLERS = {
+    "edit": lambda session, a: session.edit(a.video, a.inversions, a.source, a.target, a.alpha),
+    "animate": lambda session, a: session.animate(a.image, a.inversions, a.driving),
+    "interpolate": lambda session, a: session.interpolate(a.video, a.inversions, a.fps, a.times, a.frames, a.drop,
+                                                          a.keep_every, a.seed),
+    "extrapolate": lambda session, a: session.extrapolate(a.video, a.inversions, a.seconds),
+    "transfer-motion": lambda session, a: session.transfer_motion(a.video, a.inversions, a.driving, a.region,
+                                                                  a.mask),
+    "blend-motion": lambda session, a: session.blend_motion(a.video, a.inversions, a.video_b, a.weight),
+}
 
 
 PATH_FLAGS = ("video", "driving", "video_b", "image", "inversions", "mask", "psp", "config")
@@ -185,10 +139,9 @@ def _check_before_loading(args):
     path = getattr(args, name, None)
     if path is not None and not os.path.exists(path):
       raise UserError(f"--{name.replace('_', '-')} {path}: file not found")
-  for name in ("source", "target"):
-    if getattr(args, name, None) is not None and not getattr(args, name).strip():
-      raise UserError(f"--{name} is empty: give a description of the {'input' if name == 'source' else 'wanted'} "
-                      "appearance")
+  if args.command == "edit":
+    session_lib.check_description(args.source, "--source")
+    session_lib.check_description(args.target, "--target")
   outputs.check_output_path(args.output)
 
 
@@ -197,11 +150,9 @@ def _run_application(args):
   if args.save_frames is not None and not os.path.isdir(os.path.dirname(os.path.abspath(args.save_frames))):
     raise UserError(f"--save-frames {args.save_frames}: its folder does not exist")
   run = trained_run.load(args.workdir, args.config, args.ode_max_steps)
-  renderer = renderer_lib.Renderer(run, args.batch_frames, args.resolution, progress=not args.no_progress)
-  g = run.config.generator
-  read_video = lambda path: inputs.read_video(path, run.frame_format, args.max_frames, args.input_fps)
-  invert = inputs.Inversions(run.nets.frozen.generator.n_latent, g.style_dim, args.psp, args.max_frames)
-  result = HANDLERS[args.command](args, renderer, read_video, invert)
+  session = session_lib.Session(run, args.psp, args.batch_frames, args.resolution, args.max_frames, args.input_fps,
+                                progress=not args.no_progress)
+  result = HANDLERS[args.command](session, args)
   return outputs.write_result(result, args.output, args.command, args.side_by_side, args.save_frames)
 
 

@@ -27,23 +27,39 @@ def _write_png(path, image):
     Image.fromarray(image).save(temp_path)
 
 
+def source(workdir):
+  """The held-out videos of a demo run (absent for runs on real data)."""
+  return os.path.join(workdir, files.DEMO_DATA_DIR, "eval.npz")
+
+
+def held_out(workdir):
+  """The run's held-out demo videos: synthetic.VideoArrays."""
+  path = source(workdir)
+  if not os.path.isfile(path):
+    raise UserError(f"Demo videos not found: {path} (train the demo first: python -m vidstyleode_jax.train "
+                    "--config=configs/demo.py --workdir=WORKDIR)")
+  return synthetic.VideoArrays.load(path)
+
+
+def paths(out, k):
+  """The files written for video k into the folder `out`: {video, inversions, image, image_inversions,
+  description} -> path."""
+  stem = os.path.join(out, f"demo_{k}")
+  return dict(video=f"{stem}.mp4", inversions=f"{stem}.npy", image=f"{stem}_frame0.png",
+              image_inversions=f"{stem}_frame0.npy", description=f"{stem}.txt")
+
+
 def export(workdir, out, count=4, fps=8.0, progress=True):
   """Writes `count` held-out demo videos of the run in `workdir` to the folder `out`; returns their mp4 paths."""
-  source = os.path.join(workdir, files.DEMO_DATA_DIR, "eval.npz")
-  if not os.path.isfile(source):
-    raise UserError(f"Demo videos not found: {source} (train the demo first: python -m vidstyleode_jax.train "
-                    "--config=configs/demo.py --workdir=WORKDIR)")
-  videos = synthetic.VideoArrays.load(source)
+  videos = held_out(workdir)
   if not 1 <= count <= len(videos):
-    raise UserError(f"--count must be in [1, {len(videos)}] (the held-out videos in {source}), got {count}")
+    raise UserError(f"--count must be in [1, {len(videos)}] (the held-out videos in {source(workdir)}), got {count}")
   os.makedirs(out, exist_ok=True)
-  paths = []
   for k in tqdm.tqdm(range(count), desc="exporting", unit="video", disable=not progress):
-    stem = os.path.join(out, f"demo_{k}")
-    video_io.write_mp4(f"{stem}.mp4", videos.frames[k], fps)
-    outputs.save_npy(f"{stem}.npy", videos.wplus[k].astype(np.float32))
-    _write_png(f"{stem}_frame0.png", videos.frames[k, 0])
-    outputs.save_npy(f"{stem}_frame0.npy", videos.wplus[k, :1].astype(np.float32))
-    files.write_text(f"{stem}.txt", videos.descriptions[k] + "\n")
-    paths.append(f"{stem}.mp4")
-  return paths
+    written = paths(out, k)
+    video_io.write_mp4(written["video"], videos.frames[k], fps)
+    outputs.save_npy(written["inversions"], videos.wplus[k].astype(np.float32))
+    _write_png(written["image"], videos.frames[k, 0])
+    outputs.save_npy(written["image_inversions"], videos.wplus[k, :1].astype(np.float32))
+    files.write_text(written["description"], videos.descriptions[k] + "\n")
+  return [paths(out, k)["video"] for k in range(count)]
