@@ -14,6 +14,7 @@ from tests.conftest import tiny_config
 from vidstyleode_jax import config_validation
 from vidstyleode_jax import heldout
 from vidstyleode_jax import inference
+from vidstyleode_jax import text
 from vidstyleode_jax import train
 from vidstyleode_jax.data import pipeline
 from vidstyleode_jax.data import prepared
@@ -49,18 +50,33 @@ def write_demo_dataset(demo_folder, dataset_dir):
                  wplus_shape=wplus.shape[2:])
 
 
-def prepared_config(dataset_dir, num_steps=2):
+def prepared_config(dataset_dir, num_steps=2, tokenizer=""):
   config = tiny_config(num_steps)
+  config.clip.tokenizer = tokenizer
   config.data.update(kind="prepared", dataset_dir=str(dataset_dir), train_split="train", eval_split="test")
   return config
 
 
+def synthetic_config(demo_dirs, num_steps=3):
+  """The tiny config with the demo's vocabulary named, so that both kinds tokenize with the same one (without it,
+  training builds each run's vocabulary from the descriptions its data holds)."""
+  config = tiny_config(num_steps)
+  config.clip.tokenizer = str(demo_dirs / "vocabulary")
+  return config
+
+
+def demo_prepared_config(demo_dirs, num_steps=2):
+  """The synthetic config's videos and vocabulary, read as a prepared dataset."""
+  return prepared_config(demo_dirs / "dataset", num_steps, tokenizer=str(demo_dirs / "vocabulary"))
+
+
 @pytest.fixture(scope="module")
 def demo_dirs(tmp_path_factory):
-  """The tiny config's synthetic videos rendered into a workdir (synthetic/demo_data, as training caches them) and
-  written as a prepared dataset (dataset/)."""
+  """The tiny config's synthetic videos rendered into a workdir (synthetic/demo_data, as training caches them),
+  written as a prepared dataset (dataset/), and the demo's vocabulary (vocabulary/)."""
   out = tmp_path_factory.mktemp("demo")
-  config = tiny_config()
+  text.write_vocabulary_of(str(out / "vocabulary"), synthetic.vocabulary_words())
+  config = synthetic_config(out)
   nets = inference.Networks.from_config(config)
   frozen_vars = frozen_lib.load_or_init(nets.frozen, config, jax.random.key(config.seed + 1))
   sources.load(config, nets.frozen, frozen_vars, str(out / "synthetic"))
@@ -70,10 +86,10 @@ def demo_dirs(tmp_path_factory):
 
 def load_both_kinds(demo_dirs):
   """Datasets of the synthetic kind (its cached videos) and of the prepared kind (the same videos written out)."""
-  config = tiny_config()
+  config = synthetic_config(demo_dirs)
   nets = inference.Networks.from_config(config)
   synthetic_data = sources.load(config, nets.frozen, None, str(demo_dirs / "synthetic"))
-  prepared_data = sources.load(prepared_config(demo_dirs / "dataset"), nets.frozen, None, str(demo_dirs / "prepared"))
+  prepared_data = sources.load(demo_prepared_config(demo_dirs), nets.frozen, None, str(demo_dirs / "prepared"))
   return nets, synthetic_data, prepared_data
 
 
@@ -130,8 +146,8 @@ def read_metrics(workdir):
 
 @pytest.mark.slow  # two tiny training runs: about 2 x 2 minutes of compilation on 2 CPU cores
 def test_prepared_kind_trains_with_the_same_losses_as_the_synthetic_kind(demo_dirs):
-  train.train(tiny_config(num_steps=2), str(demo_dirs / "synthetic"), progress=False)  # reuses the cached videos
-  train.train(prepared_config(demo_dirs / "dataset"), str(demo_dirs / "prepared"), progress=False)
+  train.train(synthetic_config(demo_dirs, num_steps=2), str(demo_dirs / "synthetic"), progress=False)  # cached videos
+  train.train(demo_prepared_config(demo_dirs), str(demo_dirs / "prepared"), progress=False)
   (synthetic_losses, synthetic_evals), (prepared_losses, prepared_evals) = (
       read_metrics(demo_dirs / kind) for kind in ("synthetic", "prepared"))
   print(synthetic_losses, prepared_losses, synthetic_evals)
