@@ -60,6 +60,7 @@ def get_config():
   c.clip = dict(
       checkpoint=f"{PORTED}/clip_vit_b32",
       tokenizer=f"{PORTED}/clip_vit_b32",
+      remat=False,  # recompute CLIP activations in the backward pass, one image at a time
       embed_dim=512,
       image_size=224,
       vision_patch_size=32,
@@ -74,6 +75,7 @@ def get_config():
   )
   c.dino = dict(
       checkpoint=f"{PORTED}/dino_vitb16",
+      remat=False,  # recompute DINO activations in the backward pass, one image at a time
       patch_size=16,
       width=768,
       depth=12,

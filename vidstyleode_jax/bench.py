@@ -144,7 +144,7 @@ def benchmark(config, steps, compile_only=False):
       "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
       "batch_size": config.data.batch_size,
       "frozen_compute_dtype": config.frozen_compute_dtype,
-      "remat_generator": str(config.generator.remat),
+      "remat (generator, clip, dino)": str((config.generator.remat, config.clip.remat, config.dino.remat)),
       "compile_s": compile_seconds,
   }
   if compile_only:

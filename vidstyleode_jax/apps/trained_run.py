@@ -27,8 +27,8 @@ from vidstyleode_jax.models import frozen as frozen_lib
 MODEL_SECTIONS = ("generator", "clip", "dino", "dynamics", "modulation", "mapper")
 NON_MODEL_FIELDS = {
     "generator": ("checkpoint", "remat"),
-    "clip": ("checkpoint", "tokenizer"),
-    "dino": ("checkpoint",),
+    "clip": ("checkpoint", "tokenizer", "remat"),
+    "dino": ("checkpoint", "remat"),
     "dynamics": ("rtol", "atol", "max_steps", "mask_mode", "mask_num_hidden"),
 }
 # Outside those sections: the seed draws the frozen networks of a run without ported weights; the data size and
