@@ -48,6 +48,7 @@ def get_config():
   c.clip = dict(
       checkpoint="",
       tokenizer="",  # empty: a demo vocabulary built from the demo descriptions
+      remat=False,  # recompute CLIP activations in the backward pass, one image at a time
       embed_dim=64,
       image_size=32,
       vision_patch_size=8,
@@ -62,6 +63,7 @@ def get_config():
   )
   c.dino = dict(
       checkpoint="",
+      remat=False,  # recompute DINO activations in the backward pass, one image at a time
       patch_size=8,
       width=64,
       depth=3,

@@ -56,9 +56,11 @@ def get_config():
   c.clip = dict(
       checkpoint=f"{PORTED}/clip_vit_b32",
       tokenizer="",  # empty: the vocabulary ported with the CLIP checkpoint (--bpe)
+      remat=False,  # recompute CLIP activations in the backward pass, one image at a time
   )
   c.dino = dict(
       checkpoint=f"{PORTED}/dino_vitb16",
+      remat=False,  # recompute DINO activations in the backward pass, one image at a time
       short_side=244,  # images are resized to this short side before DINO (224 in Splice)
       key_layer=11,  # the block whose attention keys give the structure loss's self-similarity
       cls_layer=8,  # the block whose CLS token is the appearance loss's descriptor

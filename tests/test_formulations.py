@@ -1,10 +1,11 @@
-"""Each faster formulation of the trainable path against the plain one it replaces: same params, random inputs,
-forward and gradients within 1e-5.
+"""Each faster formulation against the plain one it replaces: same params, random inputs, forward and gradients
+within 1e-5.
 
 The plain formulations are written here, test-local, where the package no longer has them: the modulation network
-that projects every dynamics token to keys and values and runs once per style token, and the composition that
-tiles the dynamics per style. Convolutions are compared with both of the package's formulations (XLA's convolution,
-used on GPU and TPU, and im2col matmuls, used on CPU), selected by patching backends.convolutions_as_matmul.
+that projects every dynamics token to keys and values and runs once per style token, the composition that tiles the
+dynamics per style, transformer blocks called one by one. Convolutions are compared with both of the package's
+formulations (XLA's convolution, used on GPU and TPU, and im2col matmuls, used on CPU), selected by patching
+backends.convolutions_as_matmul. Loss terms with a zero weight are checked not to run.
 """
 
 import flax.linen as nn
@@ -14,11 +15,14 @@ import numpy as np
 import pytest
 
 from vidstyleode_jax import backends
+from vidstyleode_jax import train_step
+from vidstyleode_jax.models import block_scan
 from vidstyleode_jax.models import dynamics as dynamics_lib
 from vidstyleode_jax.models import layers
 from vidstyleode_jax.models import mapper as mapper_lib
 from vidstyleode_jax.models import modulation as modulation_lib
 from vidstyleode_jax.models import vidstyleode
+from vidstyleode_jax.models import vit as vit_lib
 
 TOLERANCE = 1e-5
 
@@ -190,3 +194,85 @@ def test_styled_latents_match_plain_composition():
 
   outputs = lambda fn: (fn(params), jax.grad(lambda p: jnp.sum(fn(p) * weights))(params))
   assert_trees_close(jax.jit(lambda: outputs(new))(), jax.jit(lambda: outputs(old))())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loss terms with a zero weight: not computed (lax.cond) instead of computed and discarded (jnp.where).
+
+
+def test_gated_total_skips_zero_weight_groups_and_matches_the_weighted_sum():
+  calls = []
+
+  def counted(name, value):
+    jax.debug.callback(lambda: calls.append(name))
+    return value
+
+  def total_and_terms(x, weights):
+    groups = {
+        ("a", "b"): lambda: dict(a=counted("ab", jnp.sum(x**2)), b=jnp.sum(jnp.sin(x))),
+        ("c",): lambda: dict(c=counted("c", jnp.sum(jnp.log(x)))),  # NaN and its gradient too for x < 0
+    }
+    return train_step.gated_total(weights, groups)
+
+  x = jnp.asarray([0.5, -1.5, 2.0])
+  grad = jax.jit(jax.value_and_grad(lambda x, w: total_and_terms(x, w)[0]))
+  weights = dict(a=jnp.float32(0.7), b=jnp.float32(0.0), c=jnp.float32(0.0))
+  total, gradient = grad(x, weights)
+  jax.block_until_ready(gradient)
+  assert calls.count("c") == 0 and calls.count("ab") >= 1
+  np.testing.assert_allclose(total, 0.7 * np.sum(np.asarray(x) ** 2), rtol=1e-6)
+  np.testing.assert_allclose(gradient, 1.4 * np.asarray(x), rtol=1e-6)
+  _, terms = jax.jit(total_and_terms)(x, weights)
+  assert float(terms["c"]) == 0.0
+
+  weights = dict(a=jnp.float32(0.7), b=jnp.float32(0.2), c=jnp.float32(0.1))
+  y = jnp.asarray([0.5, 1.5, 2.0])
+  total, gradient = grad(y, weights)
+  assert calls.count("c") >= 1
+  y64 = np.asarray(y, np.float64)
+  np.testing.assert_allclose(total, 0.7 * np.sum(y64**2) + 0.2 * np.sum(np.sin(y64)) + 0.1 * np.sum(np.log(y64)),
+                             rtol=1e-6)
+  np.testing.assert_allclose(gradient, 1.4 * y64 + 0.2 * np.cos(y64) + 0.1 / y64, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Transformer blocks as one scan over their stacked parameters, against the blocks called one by one.
+
+
+class BlockStack(nn.Module):
+  """Three transformer blocks `blocks_{i}` with a shared extra input (a causal mask, as CLIP's text tower)."""
+
+  scanned: bool
+
+  @nn.compact
+  def __call__(self, x, mask):
+    """-> every block's (output, keys), stacked over the blocks."""
+    names = [f"blocks_{i}" for i in range(3)]
+    if self.scanned:
+      block = vit_lib.EncoderBlock(2, 32, 1e-6, "gelu", parent=None)
+      return block_scan.scan_blocks(self, block, names, x, mask)[1]
+    results = []
+    for name in names:
+      results.append(vit_lib.EncoderBlock(2, 32, 1e-6, "gelu", name=name)(x, mask))
+      x = results[-1][0]
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *results)
+
+
+def test_scanned_blocks_match_blocks_called_one_by_one():
+  """block_scan.scan_blocks (used by the ViT, CLIP's text tower and the modulation network): same param tree,
+  every block's output and keys, and the gradients w.r.t. the params and the input."""
+  rng = np.random.default_rng(6)
+  x = jnp.asarray(rng.normal(size=(2, 5, 16)), jnp.float32)
+  mask = jnp.tril(jnp.ones((5, 5), bool))
+  scanned, unrolled = BlockStack(scanned=True), BlockStack(scanned=False)
+  params = scanned.init(jax.random.key(0), x, mask)
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, unrolled.init(jax.random.key(0), x, mask))
+  params = randomise(params, seed=7)
+  weights = [jnp.asarray(rng.normal(size=(3, 2, 5, 16)), jnp.float32) for _ in range(2)]
+
+  def outputs(module):
+    fn = lambda params, x: module.apply(params, x, mask)
+    objective = lambda params, x: sum(jnp.sum(y * w) for y, w in zip(fn(params, x), weights))
+    return fn(params, x), jax.grad(objective, argnums=(0, 1))(params, x)
+
+  assert_trees_close(jax.jit(lambda: outputs(scanned))(), jax.jit(lambda: outputs(unrolled))())

@@ -18,8 +18,9 @@ The other parts time one piece of the step, forward alone and forward + backward
   generator  rendering 2 * B * N W+ latents; backward w.r.t. the latents
   dino       the DINO descriptors of 2 * B * N generated frames at the data size; backward w.r.t. the frames
   clip       the CLIP image embedding of 2 * B * k frames at the generator's size; backward w.r.t. the frames
-Forward and backward runs are interleaved, medians reported with the load average before and after (times on a
-shared machine are inflated by the others' load; the ratios of interleaved runs are the figures to compare).
+Forward and backward runs are interleaved; medians of wall-clock seconds (s) and of this process's CPU seconds
+(cpu_s, all threads) are reported with the load average before and after. Times on a shared machine are inflated by
+the others' load, CPU seconds less so; the ratios of interleaved runs are the figures to compare.
 --compare_torch (trainable only) also runs torch_trainable.TrainablePath, the same path written in PyTorch after
 the original modules (float64 ODE), with the same parameter values, interleaved with ours in this process; it
 prints both times, their ratio and how far the two W+ outputs are apart. It needs PyTorch installed.
@@ -66,6 +67,9 @@ flags.DEFINE_bool("compile_only", False, "Stop after compiling: XLA's cost and m
 flags.DEFINE_bool("loader_only", False, "Time the input pipeline alone (no model): batches/s and clips/s.")
 flags.DEFINE_enum("part", "full", PARTS, "What to time: the whole train step or one part of it (see above).")
 flags.DEFINE_bool("compare_torch", False, "With --part=trainable: time the PyTorch path alongside, interleaved.")
+flags.DEFINE_integer("torch_threads", 0, "With --compare_torch: torch.set_num_threads (0: PyTorch's default, one "
+                     "per core). On a loaded machine 1 thread is often faster: PyTorch's threads wait for each "
+                     "other at every op.")
 flags.DEFINE_string("dataset_dir", "", "With --loader_only: the prepared dataset to read; empty: a temporary one "
                     "with random content at the config's frame and W+ shapes.")
 
@@ -171,7 +175,7 @@ def benchmark(config, steps, compile_only=False):
       "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
       "batch_size": config.data.batch_size,
       "frozen_compute_dtype": config.frozen_compute_dtype,
-      "remat_generator": str(config.generator.remat),
+      "remat (generator, clip, dino)": str((config.generator.remat, config.clip.remat, config.dino.remat)),
       "compile_s": compile_seconds,
   }
   if compile_only:
@@ -261,13 +265,15 @@ def frozen_part_programs(part, nets, config, frozen_vars, seed=0):
           "forward+backward": (jax.grad(scalar, argnums=1), (frozen_vars, inputs), 0)}
 
 
-def torch_programs(config, params, inputs):
-  """The PyTorch trainable path with our parameter values: (module, forward(), step()) closures."""
+def torch_programs(config, params, inputs, threads=0):
+  """The PyTorch trainable path with our parameter values: ({name: closure}, parameter count, threads used)."""
   try:
     import torch  # pylint: disable=g-import-not-at-top
     from vidstyleode_jax import torch_trainable  # pylint: disable=g-import-not-at-top
   except ModuleNotFoundError as e:
     raise app.UsageError(f"--compare_torch needs PyTorch ({e}); install it with pip install torch") from None
+  if threads:
+    torch.set_num_threads(threads)
   module = torch_trainable.TrainablePath(jax.tree.map(np.asarray, params["params"]), config)
   o = config.optim
   dynamics, mapping = module.groups()
@@ -290,16 +296,29 @@ def torch_programs(config, params, inputs):
     optimizer.step()
     return nfe
 
-  return module, {"forward": forward, "forward+backward+adam": step}
+  programs = {"forward": forward, "forward+backward+adam": step}
+  return programs, sum(p.numel() for p in module.parameters()), torch.get_num_threads()
+
+
+CLOCKS = ("s", "cpu_s")  # wall-clock seconds, and CPU seconds of this process (all its threads)
+
+
+def _timed(times, name, fn, *args):
+  """fn(*args), appending its wall-clock and process CPU seconds to times[name, clock]."""
+  wall, cpu = time.perf_counter(), time.process_time()
+  result = fn(*args)
+  times.setdefault((name, "cpu_s"), []).append(time.process_time() - cpu)
+  times.setdefault((name, "s"), []).append(time.perf_counter() - wall)
+  return result
 
 
 def _load():
   return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def benchmark_part(config, part, steps, compile_only=False, compare_torch=False):
+def benchmark_part(config, part, steps, compile_only=False, compare_torch=False, torch_threads=0):
   """Compiles and times the forward and the forward + backward programs of one part; returns a dict of figures."""
-  config_validation.validate(config)
+  config = config_validation.resolve(config)
   if compare_torch and part != "trainable":
     raise app.UsageError("--compare_torch applies to --part=trainable only")
   nets = inference.Networks.from_config(config)
@@ -314,7 +333,7 @@ def benchmark_part(config, part, steps, compile_only=False, compare_torch=False)
     frozen_vars = frozen_lib.load_or_init(nets.frozen, config, jax.random.key(1))
     programs = frozen_part_programs(part, nets, config, frozen_vars)
 
-  compiled, arguments, outputs = {}, {}, {}
+  compiled, arguments = {}, {}
   for name, (fn, args, carry) in programs.items():
     start = time.perf_counter()
     compiled[name] = jax.jit(fn, donate_argnums=tuple(range(carry)), compiler_options=backends.compiler_options()
@@ -326,10 +345,8 @@ def benchmark_part(config, part, steps, compile_only=False, compare_torch=False)
   if compile_only:
     return figures
 
-  torch_module = None
   if compare_torch:
-    torch_module, torch_fns = torch_programs(config, params, inputs)
-    figures["torch_params"] = sum(p.numel() for p in torch_module.parameters())
+    torch_fns, figures["torch_params"], figures["torch_threads"] = torch_programs(config, params, inputs, torch_threads)
     if figures["torch_params"] != figures["params"]:
       raise AssertionError(f"torch path has {figures['torch_params']} params, ours {figures['params']}")
     w_torch, _ = torch_fns["forward"]()
@@ -339,35 +356,32 @@ def benchmark_part(config, part, steps, compile_only=False, compare_torch=False)
     figures["torch_vs_ours: max |delta|"] = float(np.abs(w_ours - inputs["content"][None, :, None]).max() / scale)
 
   def run(name):
-    start = time.perf_counter()
     out = jax.block_until_ready(compiled[name](*arguments[name]))
-    seconds = time.perf_counter() - start
     carry = programs[name][2]
     if carry:
       arguments[name][:carry] = out[:carry]
-    return seconds, out
+    return out
 
   for name in compiled:  # warm-up
     run(name)
   times, nfes = {}, {}
   for _ in range(steps):
     for name in compiled:
-      seconds, out = run(name)
-      times.setdefault(name, []).append(seconds)
+      out = _timed(times, name, run, name)
       if part == "trainable":
         nfes.setdefault(name, []).append(int(out[-1]))
       if compare_torch:
-        start = time.perf_counter()
-        result = torch_fns[name]()
-        times.setdefault(f"torch {name}", []).append(time.perf_counter() - start)
+        result = _timed(times, f"torch {name}", torch_fns[name])
         nfes.setdefault(f"torch {name}", []).append(result[1] if name == "forward" else result)
-  for name, values in times.items():
-    figures[f"{name}: median_s"] = float(np.median(values))
+  for (name, clock), values in times.items():
+    figures[f"{name}: median_{clock}"] = float(np.median(values))
   for name, values in nfes.items():
     figures[f"{name}: ode_nfe"] = float(np.mean(values))
   if compare_torch:
     for name in compiled:
-      figures[f"{name}: torch_s / ours_s"] = figures[f"torch {name}: median_s"] / figures[f"{name}: median_s"]
+      for clock in CLOCKS:
+        figures[f"{name}: torch / ours ({clock})"] = (
+            figures[f"torch {name}: median_{clock}"] / figures[f"{name}: median_{clock}"])
   figures["load_after"] = _load()
   return figures
 
@@ -445,7 +459,7 @@ def main(argv):
       figures = benchmark(config, flags.FLAGS.steps, flags.FLAGS.compile_only)
     else:
       figures = benchmark_part(config, flags.FLAGS.part, flags.FLAGS.steps, flags.FLAGS.compile_only,
-                               flags.FLAGS.compare_torch)
+                               flags.FLAGS.compare_torch, flags.FLAGS.torch_threads)
   for name, value in figures.items():
     print(f"{name:40s} {value:.4g}" if isinstance(value, float) else f"{name:40s} {value}")
 

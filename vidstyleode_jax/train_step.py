@@ -93,8 +93,33 @@ def branch_latents(nets, params, frozen_vars, batch, key):
   )
 
 
+def gated_total(weights, groups):
+  """The weighted sum of loss terms, each group of terms computed only when one of its weights is positive.
+
+  A group runs under `jax.lax.cond`, so while its scheduled weights are 0 (a ramp not started yet) XLA runs neither
+  its forward nor its backward pass; `jnp.where` would compute the terms and their gradients and discard them.
+
+  Args:
+    weights: {term name: scalar weight >= 0}.
+    groups: {tuple of term names: function () -> {term name: scalar}}, the names covering `weights`.
+
+  Returns:
+    (total, {term name: value}), a term not computed reading 0.
+  """
+  terms = {}
+  for names, compute in groups.items():
+    active = jnp.any(jnp.stack([weights[name] > 0 for name in names]))
+    skipped = lambda compute=compute: jax.tree.map(jnp.zeros_like, jax.eval_shape(compute))
+    terms.update(jax.lax.cond(active, compute, skipped))
+  total = sum(jnp.where(weights[name] > 0, weights[name] * terms[name], 0.0) for name in weights)
+  return total, terms
+
+
 def loss_and_metrics(nets, params, frozen_vars, batch, step, key):
-  """The weighted total loss (docs/model.md §10.7) and a dict of scalar metrics."""
+  """The weighted total loss (docs/model.md §10.7) and a dict of scalar metrics.
+
+  Terms whose scheduled weight is 0 at `step` are not computed (see `gated_total`) and are logged as 0.
+  """
   config, lc = nets.config, nets.config.loss
   k_forward, k_directional, k_consistency_rec, k_consistency_edit = jax.random.split(key, 4)
   out = branch_latents(nets, params, frozen_vars, batch, k_forward)
@@ -105,26 +130,30 @@ def loss_and_metrics(nets, params, frozen_vars, batch, step, key):
   rec_m11, edit_m11 = data_size[0], data_size[1]
 
   flat = lambda x: x.reshape((-1,) + x.shape[-3:])
-  dino = nets.frozen.dino_features(frozen_vars, jnp.concatenate([flat(data_size), flat(real_m11)]) * 0.5 + 0.5)
-  n = batch_size * num_decoded
-  gen_similarity, real_similarity = dino["self_similarity"][: 2 * n], dino["self_similarity"][2 * n:]
-  reference_cls = nets.frozen.dino_features(frozen_vars, out["reference"] * 0.5 + 0.5)["cls"]
-
+  dino = lambda images_m11: nets.frozen.dino_features(frozen_vars, images_m11 * 0.5 + 0.5)
   clip_image = lambda images: nets.frozen.clip_image(frozen_vars, images)
   num_clip = min(lc.clip_frames, num_decoded)
   positions = lambda k: jax.random.choice(k, num_decoded, (num_clip,), replace=False)
 
-  terms = dict(
-      rec=losses.mse(rec_m11, real_m11),
-      latent=losses.latent_hinge(out["content"], out["w_rec"], out["w_edit"], lc.latent_eps),
-      structure=losses.structure_loss(gen_similarity, jnp.concatenate([real_similarity, real_similarity])),
-      appearance=losses.appearance_loss(dino["cls"][:n], reference_cls, num_decoded),
-      directional=losses.directional_clip_loss(
-          clip_image, real_m11, edit_m11, out["text"], out["text_rolled"], positions(k_directional)
-      ),
-      consistency=losses.consistency_clip_loss(clip_image, full[0], positions(k_consistency_rec))
-      + losses.consistency_clip_loss(clip_image, full[1], positions(k_consistency_edit)),
-  )
+  def dino_terms():
+    # Generated frames (reconstruction, then edited) and real ones in separate calls: no backward for the real ones.
+    generated, real = dino(flat(data_size)), dino(flat(real_m11))
+    return dict(
+        structure=losses.structure_loss(generated["self_similarity"], jnp.tile(real["self_similarity"], (2, 1, 1))),
+        appearance=losses.appearance_loss(generated["cls"][: batch_size * num_decoded], dino(out["reference"])["cls"],
+                                          num_decoded),
+    )
+
+  groups = {
+      ("rec",): lambda: dict(rec=losses.mse(rec_m11, real_m11)),
+      ("latent",): lambda: dict(latent=losses.latent_hinge(out["content"], out["w_rec"], out["w_edit"], lc.latent_eps)),
+      ("structure", "appearance"): dino_terms,
+      ("directional",): lambda: dict(directional=losses.directional_clip_loss(
+          clip_image, real_m11, edit_m11, out["text"], out["text_rolled"], positions(k_directional))),
+      ("consistency",): lambda: dict(
+          consistency=losses.consistency_clip_loss(clip_image, full[0], positions(k_consistency_rec))
+          + losses.consistency_clip_loss(clip_image, full[1], positions(k_consistency_edit))),
+  }
   weights = dict(
       rec=schedules.weight_at(lc.rec, step),
       latent=schedules.weight_at(lc.latent, step),
@@ -133,7 +162,7 @@ def loss_and_metrics(nets, params, frozen_vars, batch, step, key):
       directional=schedules.weight_at(lc.directional, step),
       consistency=schedules.weight_at(lc.consistency, step),
   )
-  total = sum(jnp.where(weights[name] > 0, weights[name] * terms[name], 0.0) for name in terms)
+  total, terms = gated_total(weights, groups)
   metrics = {f"loss/{name}": value for name, value in terms.items()}
   metrics.update({f"weight/{name}": value for name, value in weights.items()})
   metrics.update({

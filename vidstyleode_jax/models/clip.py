@@ -5,7 +5,7 @@ Parameter tree, with the OpenAI checkpoint names it comes from:
   visual_projection/kernel    visual.proj, [vision_width, embed_dim], no bias
   text/token_embedding        token_embedding
   text/pos_embed              positional_embedding, [context_length, text_width]
-  text/blocks_{i}/...         transformer.resblocks.i.* (named as in vit.py)
+  text/blocks_{i}/...         transformer.resblocks.i.* (named as in vit.py, run as one scan as there)
   text/ln_final               ln_final
   text_projection/kernel      text_projection, [text_width, embed_dim], no bias
 `logit_scale` is not used by VidStyleODE and has no parameter here.
@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from vidstyleode_jax import image_ops
+from vidstyleode_jax.models import block_scan
 from vidstyleode_jax.models import vit
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -60,10 +61,8 @@ class TextTransformer(nn.Module):
     pos_embed = self.param("pos_embed", vit.TRANSFORMER_INIT, (self.context_length, self.width))
     x = x + pos_embed[:length]
     causal = jnp.tril(jnp.ones((length, length), bool))
-    for index in range(self.depth):
-      x, _ = vit.EncoderBlock(
-          self.num_heads, 4 * self.width, CLIP_LAYER_NORM_EPS, "quick_gelu", name=f"blocks_{index}"
-      )(x, causal)
+    block = vit.EncoderBlock(self.num_heads, 4 * self.width, CLIP_LAYER_NORM_EPS, "quick_gelu", parent=None)
+    x, _ = block_scan.scan_blocks(self, block, [f"blocks_{i}" for i in range(self.depth)], x, causal)
     return vit.layer_norm(CLIP_LAYER_NORM_EPS, "ln_final")(x)
 
 

@@ -36,6 +36,8 @@ class FrozenNetworks:
   dino_cls_layer: int
   compute_dtype: str = "float32"
   remat_generator: bool = False
+  remat_clip: bool = False
+  remat_dino: bool = False
 
   def _cast(self, tree):
     """Floating arrays of `tree` in the compute dtype (a no-op for float32); the stored params stay float32."""
@@ -43,26 +45,23 @@ class FrozenNetworks:
     return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
   def render(self, variables, w_plus):
-    """w_plus: [n, n_latent, style_dim] -> images [n, H_G, W_G, 3] float32 in about [-1, 1].
-
-    With remat_generator the images are rendered one after another and the backward pass recomputes each image's
-    activations instead of storing them: one image's activations are live at a time instead of n images' (the
-    generator's backward would otherwise need all of them at once), for a second forward pass and no batching.
-    """
+    """w_plus: [n, n_latent, style_dim] -> images [n, H_G, W_G, 3] float32 in about [-1, 1] (see `per_image`)."""
     generator_vars, w_plus = self._cast((variables["generator"], w_plus))
-    if not self.remat_generator:
-      return self.generator.apply(generator_vars, w_plus).astype(jnp.float32)
-    render_one = jax.checkpoint(lambda w: self.generator.apply(generator_vars, w[None])[0])
-    return jax.lax.map(render_one, w_plus).astype(jnp.float32)
+    images = per_image(lambda w: self.generator.apply(generator_vars, w), w_plus, self.remat_generator)
+    return images.astype(jnp.float32)
 
   def mapping(self, variables, z):
     return self.generator.apply(variables["generator"], z, method=stylegan2.Generator.mapping)
 
   def clip_image(self, variables, images_m11):
     """images_m11: [n, H, W, 3] in [-1, 1] -> raw CLIP image embeddings [n, embed]."""
-    pixels = clip_lib.clip_preprocess(images_m11, self.clip_image_size)
-    embeddings = self.clip.apply(*self._cast((variables["clip"], pixels)), method=clip_lib.CLIP.encode_image)
-    return embeddings.astype(jnp.float32)
+    clip_vars = self._cast(variables["clip"])
+
+    def embed(images):
+      pixels = self._cast(clip_lib.clip_preprocess(images, self.clip_image_size))
+      return self.clip.apply(clip_vars, pixels, method=clip_lib.CLIP.encode_image)
+
+    return per_image(embed, images_m11, self.remat_clip).astype(jnp.float32)
 
   def clip_text(self, variables, tokens):
     """tokens: [n, context] int32 -> raw CLIP text embeddings [n, embed]."""
@@ -71,9 +70,9 @@ class FrozenNetworks:
   def dino_features(self, variables, images01):
     """images01: [n, H, W, 3] in [0, 1] -> dict(self_similarity [n, T, T], cls [n, width])."""
     params, images = self._cast((variables["dino"]["params"], images01))
-    descriptors = dino_lib.dino_descriptors(
-        self.dino, params, images, self.dino_short_side, self.dino_key_layer, self.dino_cls_layer
-    )
+    descriptors = per_image(
+        lambda x: dino_lib.dino_descriptors(self.dino, params, x, self.dino_short_side, self.dino_key_layer,
+                                            self.dino_cls_layer), images, self.remat_dino)
     return jax.tree.map(lambda x: x.astype(jnp.float32), descriptors)
 
 
@@ -153,6 +152,24 @@ def network(name, config):
                     for field in architecture_fields(builder) if field in section})
 
 
+def per_image(fn, inputs, remat):
+  """fn over a batch, at once or (remat) one input after another with its activations recomputed in the backward.
+
+  With remat, the backward pass of fn recomputes each input's activations instead of storing them: the activations
+  of one input are live at a time instead of those of the whole batch (a backward pass would otherwise need all of
+  them at once), for a second forward pass and no batching.
+
+  Args:
+    fn: maps a batch [n, ...] to a pytree of arrays [n, ...].
+    inputs: [n, ...].
+    remat: whether to go one input at a time with recomputation.
+  """
+  if not remat:
+    return fn(inputs)
+  one = jax.checkpoint(lambda x: jax.tree.map(lambda y: y[0], fn(x[None])))
+  return jax.lax.map(one, inputs)
+
+
 def build(config) -> FrozenNetworks:
   """The frozen networks of a config whose architectures are resolved (`resolve_architectures`)."""
   return FrozenNetworks(
@@ -165,6 +182,8 @@ def build(config) -> FrozenNetworks:
       dino_cls_layer=config.dino.cls_layer,
       compute_dtype=config.frozen_compute_dtype,
       remat_generator=config.generator.remat,
+      remat_clip=config.clip.remat,
+      remat_dino=config.dino.remat,
   )
 
 

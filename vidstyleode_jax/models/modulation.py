@@ -7,13 +7,17 @@ vector per W+ group.
 
 The self-attention does not depend on the style, so several style tokens per video (the reconstruction and the
 edited branch of training) share one pass over the dynamics tokens. The cross-attention has one query token, so its
-key and value projections are applied on the query side (`single_query_attention`): the same attention, with 48
-tokens no longer projected once per block and per style.
+context LayerNorm and its key and value projections are applied on the query side (`SingleQueryAttention`): the
+same attention, with the 48 dynamics tokens normalised once and no longer projected once per block and per style.
+The self-attention blocks run as one scan over their stacked parameters (models/block_scan.py); on XLA:CPU the
+unrolled stack's backward pass is about twice as slow.
 """
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from vidstyleode_jax.models import block_scan
 
 NUM_GROUPS = 3  # coarse, medium, fine
 LAYER_NORM_EPS = 1e-5
@@ -23,6 +27,11 @@ _dense_init = nn.initializers.normal(0.02)
 
 def _layer_norm(name=None):
   return nn.LayerNorm(epsilon=LAYER_NORM_EPS, use_fast_variance=False, name=name)
+
+
+def normalize(x):
+  """LayerNorm over the last axis without scale and bias: [..., width] -> [..., width]."""
+  return nn.LayerNorm(epsilon=LAYER_NORM_EPS, use_fast_variance=False, use_scale=False, use_bias=False)(x)
 
 
 def attention_params(module: nn.Module, width: int, num_heads: int) -> dict[str, dict[str, jax.Array]]:
@@ -61,24 +70,28 @@ class SelfAttention(nn.Module):
 class SingleQueryAttention(nn.Module):
   """Multi-head attention of one query token per row to a context shared by the leading axes of the queries.
 
-  Same parameters and result as projecting the context to keys and values: the key projection moves onto the query
-  (q . (y W_k + b_k) = (W_k q) . y + q . b_k, and q . b_k, equal for every key, cancels in the softmax), and so
-  does the value projection (the softmax weights sum to 1, so sum_t a_t (y_t W_v + b_v) = (sum_t a_t y_t) W_v + b_v).
+  The context is an affine map of a normalised one, y = y_hat * scale + bias (a LayerNorm's output, given as its
+  parts). Same parameters and result as projecting y to keys and values, with both projections moved onto the
+  query side: q . (y W_k + b_k) = (W_k q * scale) . y_hat + a term equal for every key, which cancels in the
+  softmax; and since the softmax weights a_t sum to 1, sum_t a_t (y_t W_v + b_v) = ((sum_t a_t y_hat_t) * scale +
+  bias) W_v + b_v.
   """
 
   num_heads: int
 
   @nn.compact
-  def __call__(self, queries, context):
-    """queries: [..., batch, width]; context: [batch, tokens, width] -> [..., batch, width]."""
+  def __call__(self, queries, normalized_context, scale, bias):
+    """queries: [..., batch, width]; normalized_context: [batch, tokens, width]; scale, bias: [width].
+
+    Returns [..., batch, width].
+    """
     p = attention_params(self, queries.shape[-1], self.num_heads)
     q = jnp.einsum("...bc,chd->...bhd", queries, p["query"]["kernel"]) + p["query"]["bias"]
     q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
-    weights = jax.nn.softmax(
-        jnp.einsum("...bhc,btc->...bht", jnp.einsum("...bhd,chd->...bhc", q, p["key"]["kernel"]), context), axis=-1
-    )
-    values = jnp.einsum("...bhc,chd->...bhd", jnp.einsum("...bht,btc->...bhc", weights, context),
-                        p["value"]["kernel"]) + p["value"]["bias"]
+    query_keys = jnp.einsum("...bhd,chd->...bhc", q, p["key"]["kernel"]) * scale
+    weights = jax.nn.softmax(jnp.einsum("...bhc,btc->...bht", query_keys, normalized_context), axis=-1)
+    context = jnp.einsum("...bht,btc->...bhc", weights, normalized_context) * scale + bias
+    values = jnp.einsum("...bhc,chd->...bhd", context, p["value"]["kernel"]) + p["value"]["bias"]
     return jnp.einsum("...bhd,hdc->...bc", values, p["out"]["kernel"]) + p["out"]["bias"]
 
 
@@ -108,15 +121,24 @@ class SelfAttentionBlock(nn.Module):
 
 
 class CrossAttentionBlock(nn.Module):
-  """The query token x attends to the fixed context y; y is not updated."""
+  """The query token x attends to the fixed context ln_y(y); y is not updated.
+
+  The block takes y normalised without affine (`normalize`, computed once for all blocks) and applies its ln_y
+  scale and bias inside the attention (see SingleQueryAttention); ln_y's parameters are those of a LayerNorm.
+  """
 
   num_heads: int
   mlp_dim: int
 
   @nn.compact
-  def __call__(self, x, y):
-    """x: [..., batch, width], one token per row; y: [batch, tokens, width] -> [..., batch, width]."""
-    x = x + SingleQueryAttention(self.num_heads, name="attn")(_layer_norm("ln_x")(x), _layer_norm("ln_y")(y))
+  def __call__(self, x, normalized_y):
+    """x: [..., batch, width], one token per row; normalized_y: [batch, tokens, width] -> [..., batch, width]."""
+    width = x.shape[-1]
+    ln_y = self.param("ln_y", lambda key: {"scale": jnp.ones((width,)), "bias": jnp.zeros((width,))})
+    attended = SingleQueryAttention(self.num_heads, name="attn")(
+        _layer_norm("ln_x")(x), normalized_y, ln_y["scale"], ln_y["bias"]
+    )
+    x = x + attended
     return x + Mlp(self.mlp_dim, name="mlp")(_layer_norm("ln_2")(x))
 
 
@@ -148,20 +170,20 @@ class ModulationNetwork(nn.Module):
       raise ValueError(f"{num_tokens} dynamics tokens exceed num_dynamics_tokens={self.num_dynamics_tokens}")
     dynamics_pos = self.param("dynamics_pos_embedding", nn.initializers.zeros, (1, self.num_dynamics_tokens, self.width))
     y = dynamics_tokens + dynamics_pos[:, :num_tokens]
-    for i in range(self.num_self_layers):
-      y = SelfAttentionBlock(self.num_heads, self.self_mlp_dim, name=f"self_{i}")(y)
-    return y
+    block = SelfAttentionBlock(self.num_heads, self.self_mlp_dim, parent=None)
+    return block_scan.scan_blocks(self, block, [f"self_{i}" for i in range(self.num_self_layers)], y)[0]
 
   def condition(self, styles, context):
     """styles: [styles, batch, width]; context: [batch, tokens, width] -> [styles, batch, 3, width]."""
     style_pos = self.param("style_pos_embedding", nn.initializers.zeros, (1, 1, self.width))
     query = styles + style_pos[0]
+    normalized = normalize(context)
     branches = []
     for group in range(NUM_GROUPS):
       x = query
       if group < 2:
         for i in range(self.num_cross_layers):
-          x = CrossAttentionBlock(self.num_heads, self.cross_mlp_dim, name=f"cross_{group}_{i}")(x, context)
+          x = CrossAttentionBlock(self.num_heads, self.cross_mlp_dim, name=f"cross_{group}_{i}")(x, normalized)
       x = _layer_norm(f"head_ln_{group}")(x)
       branches.append(nn.Dense(self.width, use_bias=False, kernel_init=_dense_init, name=f"head_{group}")(x))
     return jnp.stack(branches, axis=-2)

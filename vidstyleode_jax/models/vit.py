@@ -1,5 +1,7 @@
 """Pre-LN transformer blocks and one Vision Transformer for CLIP's image tower and for DINO.
 
+The blocks run as one scan over their stacked parameters (models/block_scan.py); the parameters keep the names below.
+
 Parameter names, with the checkpoint names they come from (OpenAI CLIP `visual.` / DINO):
   patch_embed            conv1 / patch_embed.proj (kernel HWIO)
   cls_token              class_embedding / cls_token
@@ -22,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from vidstyleode_jax import image_ops
+from vidstyleode_jax.models import block_scan
 
 TRANSFORMER_INIT = nn.initializers.normal(stddev=0.02)
 
@@ -207,18 +210,11 @@ class VisionTransformer(nn.Module):
     if self.pre_norm:
       x = layer_norm(self.layer_norm_eps, "ln_pre")(x)
 
-    block_outputs = []
-    outputs = {}
-    for index in range(self.depth):
-      x, keys = EncoderBlock(
-          self.num_heads, self.mlp_dim, self.layer_norm_eps, self.activation, name=f"blocks_{index}"
-      )(x)
-      block_outputs.append(x)
-      if index == key_layer:
-        outputs["keys"] = keys
-    if key_layer is not None and "keys" not in outputs:
+    if key_layer is not None and not 0 <= key_layer < self.depth:
       raise ValueError(f"key_layer {key_layer} is outside the {self.depth} blocks")
-    outputs["tokens"] = x
-    outputs["block_outputs"] = jnp.stack(block_outputs)
-    outputs["normed"] = layer_norm(self.layer_norm_eps, "ln_post")(x)
+    block = EncoderBlock(self.num_heads, self.mlp_dim, self.layer_norm_eps, self.activation, parent=None)
+    x, (block_outputs, keys) = block_scan.scan_blocks(self, block, [f"blocks_{i}" for i in range(self.depth)], x)
+    outputs = {"tokens": x, "block_outputs": block_outputs, "normed": layer_norm(self.layer_norm_eps, "ln_post")(x)}
+    if key_layer is not None:
+      outputs["keys"] = keys[key_layer]
     return outputs
