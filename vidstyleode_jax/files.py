@@ -15,6 +15,7 @@ Workdir layout (everything training writes, and the applications and evaluation 
   tokenizer/        the CLIP vocabulary training built from the data's descriptions, for a CLIP drawn at random
   demo_data/        the demo's rendered videos (train.npz, eval.npz)
   ui/               the web page's example inputs (examples/) and results (outputs/), unless it is given --cache
+  evaluation_<held-out set>.json   the default output of `python -m vidstyleode_jax.evaluate`
 """
 
 import contextlib
@@ -34,6 +35,7 @@ SAMPLES_DIR = "samples"
 TOKENIZER_DIR = "tokenizer"
 DEMO_DATA_DIR = "demo_data"
 UI_DIR = "ui"
+EVALUATION_FILE = "evaluation_{held_out}.json"
 
 FILE_MODE = 0o644
 FOLDER_MODE = 0o755

@@ -18,6 +18,7 @@ from vidstyleode_jax.errors import UserError
 
 VARIABLES_FILE = "variables.msgpack"
 ARCHITECTURE_FILE = "architecture.json"
+SOURCE_HASH_FILE = "source.sha256"
 
 
 def _check_folder(path: str, kind: str | None) -> None:

@@ -32,6 +32,11 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
   return np.clip(np.round((frames.astype(np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+def to_m11(frames):
+  """uint8 frames (NumPy or JAX) -> float32 in [-1, 1], u / 127.5 - 1: the inverse of to_uint8 on its outputs."""
+  return frames.astype(np.float32) / 127.5 - 1.0
+
+
 def _checked_video(frames: np.ndarray, fps: float, path: str) -> np.ndarray:
   """Validates frames [time, height, width, 3] and fps for writing to `path`; returns the frames as uint8."""
   frames = np.asarray(frames)

@@ -31,6 +31,7 @@ class TrainedRun:
   params: dict
   frozen_vars: dict
   workdir: str
+  step: int  # the training step of the restored checkpoint
 
   @property
   def config(self):
@@ -107,7 +108,8 @@ def load(workdir, config_path=None, ode_max_steps=None):
     raise UserError(f"No checkpoints folder in {workdir}")
   checkpointer = checkpointing.Checkpointer(workdir, keep=1)
   try:
-    if checkpointer.latest_step() is None:
+    step = checkpointer.latest_step()
+    if step is None:
       raise UserError(f"No checkpoint in {checkpoint_dir}")
     state = abstract_train_state(nets)
     saved = {path[1:]: shape for path, shape in checkpointer.saved_shapes().items() if path[0] == "params"}
@@ -116,4 +118,4 @@ def load(workdir, config_path=None, ode_max_steps=None):
   finally:
     checkpointer.close()
   frozen_vars = frozen_lib.load_or_init(nets.frozen, config, jax.random.key(config.seed + 1))
-  return TrainedRun(nets, params, frozen_vars, workdir)
+  return TrainedRun(nets, params, frozen_vars, workdir, step)

@@ -30,15 +30,17 @@ class VideoSource:
   """Videos read clip by clip.
 
   frame_numbers[v]: [frames] int64, the usable frame numbers of video v (stored frames after skip_frames, re-based
-  so that the first kept frame is 0); descriptions[v]: its description; names[v]: its name.
+  so that the first kept frame is 0); descriptions[v]: its description; names[v]: its name; fps[v]: the frame rate
+  of its source, 0.0 when unknown (frame folders, the demo's rendered videos).
   """
 
-  def __init__(self, frame_index, descriptions, skip_frames, names):
+  def __init__(self, frame_index, descriptions, skip_frames, names, fps):
     """frame_index: per video, [stored frames] the source frame number of every stored frame, increasing."""
     self.skip_frames = skip_frames
     self.frame_numbers = tuple(pipeline.usable_frame_numbers(f, skip_frames) for f in frame_index)
     self.descriptions = tuple(descriptions)
     self.names = tuple(names)
+    self.fps = tuple(float(rate) for rate in fps)
 
   def __len__(self):
     return len(self.frame_numbers)
@@ -63,7 +65,7 @@ class InMemoryVideos(VideoSource):
     self.videos = videos
     num_frames = videos.frames.shape[1]
     super().__init__([np.arange(num_frames)] * len(videos), videos.descriptions, skip_frames,
-                     [f"demo video {k}" for k in range(len(videos))])
+                     [f"demo video {k}" for k in range(len(videos))], [0.0] * len(videos))
 
   def clip(self, video, frame_numbers):
     positions = self.positions(video, frame_numbers)
@@ -79,7 +81,8 @@ class PreparedVideos(VideoSource):
       if np.any(np.diff(frame_index) <= 0):
         raise UserError(
             f"video {split.names[video]!r}: frame_index is not increasing ({frame_index[:8].tolist()}...)")
-    super().__init__(split.frame_index, [d[0] if d else "" for d in split.descriptions], skip_frames, split.names)
+    super().__init__(split.frame_index, [d[0] if d else "" for d in split.descriptions], skip_frames, split.names,
+                     split.fps)
 
   def clip(self, video, frame_numbers):
     positions = self.positions(video, frame_numbers)

@@ -12,11 +12,16 @@ pytorch-fid and StyleGAN to rounding.
 import numpy as np
 
 
-def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """features: [n >= 2, dims] -> (mean [dims], covariance [dims, dims] with the n - 1 normalisation), float64."""
+def _checked(features: np.ndarray) -> np.ndarray:
   features = np.asarray(features, np.float64)
   if features.ndim != 2 or features.shape[0] < 2:
     raise ValueError(f"need features [n >= 2, dims] to fit a Gaussian, got shape {list(features.shape)}")
+  return features
+
+
+def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """features: [n >= 2, dims] -> (mean [dims], covariance [dims, dims] with the n - 1 normalisation), float64."""
+  features = _checked(features)
   return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
@@ -41,5 +46,20 @@ def frechet_distance(mean1: np.ndarray, cov1: np.ndarray, mean2: np.ndarray, cov
 
 
 def frechet_distance_of_features(features1: np.ndarray, features2: np.ndarray) -> float:
-  """FID (Inception pool3) or FVD (I3D logits) of two feature sets [n_i >= 2, dims]."""
-  return frechet_distance(*gaussian_statistics(features1), *gaussian_statistics(features2))
+  """FID (Inception pool3) or FVD (I3D logits) of two feature sets [n_i >= 2, dims].
+
+  With no more samples than dimensions (FID and FVD on a few hundred videos) the covariances are never formed: with
+  X_i the centred features over sqrt(n_i - 1), S_i = X_i^T X_i, and the nonzero eigenvalues of S_1 S_2 are those of
+  (X_1 X_2^T)(X_1 X_2^T)^T, so tr((S_1 S_2)^(1/2)) is the sum of the singular values of the [n_1, n_2] matrix
+  X_1 X_2^T, and tr(S_i) = |X_i|^2 (Frobenius). Otherwise the statistics route of `frechet_distance` is taken.
+  """
+  features1, features2 = _checked(features1), _checked(features2)
+  if features1.shape[1] != features2.shape[1]:
+    raise ValueError(f"feature sets do not match: {list(features1.shape)} and {list(features2.shape)}")
+  if max(len(features1), len(features2)) > features1.shape[1]:
+    return frechet_distance(*gaussian_statistics(features1), *gaussian_statistics(features2))
+  mean1, mean2 = features1.mean(axis=0), features2.mean(axis=0)
+  x1 = (features1 - mean1) / np.sqrt(len(features1) - 1)
+  x2 = (features2 - mean2) / np.sqrt(len(features2) - 1)
+  trace_sqrt = np.linalg.svd(x1 @ x2.T, compute_uv=False).sum()
+  return float(np.sum(np.square(mean1 - mean2)) + np.sum(np.square(x1)) + np.sum(np.square(x2)) - 2 * trace_sqrt)

@@ -263,6 +263,11 @@ class MaskPredictor(nn.Module):
     return MASK_MULTIPLIER * nn.Conv(9 * DOWNSAMPLE**2, (1, 1), precision=HIGHEST, name="conv")(x)
 
 
+def min_image_size(variant: str) -> int:
+  """The smallest height and width RAFT takes: the 1/8 feature grid must survive the correlation pyramid's pools."""
+  return DOWNSAMPLE * 2 * 2**(VARIANTS[variant].corr_levels - 1)
+
+
 def convex_upsample(flow: jax.Array, mask: jax.Array) -> jax.Array:
   """Each 8x8 output patch is a softmax-weighted combination of the 3x3 flow neighbourhood (times 8).
 
@@ -296,7 +301,7 @@ class RAFT(nn.Module):
     """image1, image2: [batch, height, width, 3] in [-1, 1] -> flow [batch, height, width, 2] in pixels (x, y)."""
     v = VARIANTS[self.variant]
     batch, height, width, _ = image1.shape
-    min_size = DOWNSAMPLE * 2 * 2**(v.corr_levels - 1)
+    min_size = min_image_size(self.variant)
     if height % DOWNSAMPLE or width % DOWNSAMPLE or min(height, width) < min_size or image2.shape != image1.shape:
       raise ValueError(f"RAFT needs two images of the same size, height and width divisible by {DOWNSAMPLE} and at "
                        f"least {min_size}; got {list(image1.shape)} and {list(image2.shape)}")
