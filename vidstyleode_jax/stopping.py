@@ -9,7 +9,8 @@ Agreement between processes. A signal may reach one process of a multi-process r
 steps, yet all must save the same step together. Each process puts its request into its rows of the next batch
 (`Signals.votes`); the train step returns the maximum over the whole batch (train_step.make_train_step), so every
 process reads the same vote for the same step. `StepReview` reads a step's vote (and its skip flag) one step late,
-while the device runs the next step, so the loop does not wait for the device; the run stops one or two steps after
+while the device runs the next step, so the loop does not wait for the device. The vote rides on the first step
+dispatched after the handler ran and is read while the step after it runs: the run stops two or three steps after
 the signal, at the same step on every process.
 
 Bad steps. The train step skips a bad step (non-finite loss, gradients or update, or a failed ODE solve) and flags
@@ -90,7 +91,7 @@ class StepReview:
     due = self._pending[:-1] if keep_newest else self._pending
     self._pending = self._pending[len(due):]
     for step, metrics in due:
-      skipped, vote = jax.device_get((metrics["train/skipped"], metrics.get("train/stop_vote", 0.0)))
+      skipped, vote = jax.device_get((metrics["train/skipped"], metrics["train/stop_vote"]))
       self.stop_voted |= bool(vote > 0)
       if not skipped:
         self._bad_in_a_row = 0

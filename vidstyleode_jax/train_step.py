@@ -162,9 +162,9 @@ def make_train_step(nets, mesh):
   counter still advances, so the data order is that of a run without the bad step. metrics["train/skipped"] is 1.0
   for a bad step, else 0.0 (bad_step_reason names what went bad).
 
-  When the batch holds "stop_votes" ([batch] float32, each process's rows 1.0 when it was asked to stop, else
-  0.0), metrics["train/stop_vote"] is their maximum over the whole batch: every process reads the same vote, which
-  travels with the step's own reduction of the gradients (train.py stops all processes at the same step with it).
+  metrics["train/stop_vote"] is the maximum of the batch's "stop_votes" ([batch] float32, each process's rows 1.0
+  when it was asked to stop): every process reads the same vote, which travels with the step's own reduction of
+  the gradients (train.py stops all processes at the same step with it).
   """
   optimizer = make_optimizer(nets.config)
 
@@ -181,8 +181,7 @@ def make_train_step(nets, mesh):
             & all_finite((params, opt_state)))
     keep_if_bad = lambda new, old: jax.tree.map(lambda n, o: jnp.where(good, n, o), new, old)
     metrics["train/skipped"] = 1.0 - good.astype(jnp.float32)
-    if "stop_votes" in batch:
-      metrics["train/stop_vote"] = jnp.max(batch["stop_votes"])
+    metrics["train/stop_vote"] = jnp.max(batch["stop_votes"])
     new_state = TrainState(step=state.step + 1, params=keep_if_bad(params, state.params),
                            opt_state=keep_if_bad(opt_state, state.opt_state))
     return new_state, metrics
