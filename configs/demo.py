@@ -110,5 +110,7 @@ def get_config():
       clip_frames=3,
   )
   c.optim = dict(learning_rate=1e-3, dynamics_lr_multiplier=5.0, dynamics_b2=0.999, mapping_b2=0.99, eps=1e-8)
-  c.train = dict(num_steps=400, log_every=20, checkpoint_every=200, sample_every=200, keep_checkpoints=2)
+  # max_consecutive_skips: bad (non-finite) steps in a row that stop the run; each one alone is skipped
+  c.train = dict(num_steps=400, log_every=20, checkpoint_every=200, sample_every=200, keep_checkpoints=2,
+                 max_consecutive_skips=10)
   return c

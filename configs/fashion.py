@@ -102,5 +102,7 @@ def get_config():
   )
   # lr = batch_size x base_learning_rate (2e-6) as in the original's main.py.
   c.optim = dict(learning_rate=6e-6, dynamics_lr_multiplier=5.0, dynamics_b2=0.999, mapping_b2=0.99, eps=1e-8)
-  c.train = dict(num_steps=200_000, log_every=50, checkpoint_every=2_000, sample_every=1_500, keep_checkpoints=3)
+  # max_consecutive_skips: bad (non-finite) steps in a row that stop the run; each one alone is skipped
+  c.train = dict(num_steps=200_000, log_every=50, checkpoint_every=2_000, sample_every=1_500, keep_checkpoints=3,
+                 max_consecutive_skips=20)
   return c

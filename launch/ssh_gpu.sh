@@ -31,6 +31,7 @@ WORKDIR="${WORKDIR:-/shared/vidstyleode/runs/fashion}"  # run directory, shared 
 EXTRA_ARGS="${EXTRA_ARGS:-}"                        # extra train.py flags, split into words on each host
 LOG_DIR="${LOG_DIR:-vidstyleode-logs}"              # log and pid folder on each host (relative: from the ssh home)
 LOG_LINES="${LOG_LINES:-100}"                       # `logs`: lines shown before following
+STOP_TIMEOUT="${STOP_TIMEOUT:-600}"                 # `stop`: seconds to wait for the checkpoint and the exit
 SSH="${SSH:-ssh -o BatchMode=yes}"                  # ssh command, e.g. "ssh -i ~/.ssh/cluster_key -p 2222"
 
 usage() {
@@ -81,14 +82,23 @@ cmd_logs() {
 }
 
 cmd_stop() {
+  # SIGTERM: the run finishes the steps in flight, saves a checkpoint at the step it reached on every process (one
+  # process's signal is enough) and exits 0. Wait for that: a second SIGTERM would stop it at once, without one.
   local process_id
   for process_id in "${!hosts[@]}"; do
     on_host "${hosts[${process_id}]}" "pid_file=${LOG_DIR@Q}/train_${process_id}.pid
-      if [ -f \"\$pid_file\" ]; then
-        kill \$(cat \"\$pid_file\") 2>/dev/null && echo \"stopped process ${process_id}\" || echo \"process ${process_id} was not running\"
-        rm -f \"\$pid_file\"
-      else
+      if [ ! -f \"\$pid_file\" ]; then
         echo \"no pid file for process ${process_id}\"
+      elif ! kill -TERM \$(cat \"\$pid_file\") 2>/dev/null; then
+        echo \"process ${process_id} was not running\"; rm -f \"\$pid_file\"
+      else
+        for _ in \$(seq ${STOP_TIMEOUT@Q}); do kill -0 \$(cat \"\$pid_file\") 2>/dev/null || break; sleep 1; done
+        if kill -0 \$(cat \"\$pid_file\") 2>/dev/null; then
+          echo \"process ${process_id} still running after ${STOP_TIMEOUT} s; kill -9 it to stop without a checkpoint\"
+        else
+          echo \"process ${process_id}: \$(grep 'train: stopped at step' ${LOG_DIR@Q}/train_${process_id}.log | tail -n 1)\"
+          rm -f \"\$pid_file\"
+        fi
       fi"
   done
 }

@@ -37,6 +37,7 @@ WORKDIR="${WORKDIR:-/mnt/shared/vidstyleode/runs/fashion}"  # run directory; mus
 EXTRA_ARGS="${EXTRA_ARGS:-}"                       # extra flags for train.py, e.g. --config.train.num_steps=1000
 LOG_DIR="${LOG_DIR:-vidstyleode-logs}"             # per-worker log folder on each worker, relative to the home
 LOG_LINES="${LOG_LINES:-100}"                      # `logs`: lines shown before following
+STOP_TIMEOUT="${STOP_TIMEOUT:-600}"                # `stop`: seconds to wait for the checkpoint and the exit
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -133,11 +134,21 @@ cmd_logs() {
 }
 
 cmd_stop() {
-  on_workers "if [ -f ${LOG_DIR@Q}/train.pid ]; then
-      kill \$(cat ${LOG_DIR@Q}/train.pid) 2>/dev/null && echo \"stopped on \$(hostname)\" || echo \"not running on \$(hostname)\"
-      rm -f ${LOG_DIR@Q}/train.pid
-    else
+  # SIGTERM on every worker: the run finishes the steps in flight, saves a checkpoint at the step it reached and
+  # exits 0 (a Spot preemption sends the same signal). Wait for that: a second SIGTERM would stop it at once.
+  on_workers "pid_file=${LOG_DIR@Q}/train.pid
+    if [ ! -f \"\$pid_file\" ]; then
       echo \"no pid file on \$(hostname)\"
+    elif ! kill -TERM \$(cat \"\$pid_file\") 2>/dev/null; then
+      echo \"not running on \$(hostname)\"; rm -f \"\$pid_file\"
+    else
+      for _ in \$(seq ${STOP_TIMEOUT@Q}); do kill -0 \$(cat \"\$pid_file\") 2>/dev/null || break; sleep 1; done
+      if kill -0 \$(cat \"\$pid_file\") 2>/dev/null; then
+        echo \"still running on \$(hostname) after ${STOP_TIMEOUT} s; kill -9 it to stop without a checkpoint\"
+      else
+        echo \"\$(hostname): \$(grep 'train: stopped at step' ${LOG_DIR@Q}/train_\$(hostname).log | tail -n 1)\"
+        rm -f \"\$pid_file\"
+      fi
     fi"
 }
 

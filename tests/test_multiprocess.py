@@ -1,4 +1,5 @@
-"""Multi-process training on CPU (localhost): 2 processes with one device each match 1 process, across a resume.
+"""Multi-process training on CPU (localhost): 2 processes with one device each match 1 process, across a resume;
+a SIGTERM to one of them stops both at one step.
 
 Each process is a subprocess that joins the run through parallel.initialize_distributed() (JAX_COORDINATOR_ADDRESS
 on 127.0.0.1, JAX_NUM_PROCESSES, JAX_PROCESS_ID) and calls train.train on a shared workdir; orbax saves and restores
@@ -18,6 +19,8 @@ relative apart, parameters 4.8e-5, after 3 steps and after the resume to 5.
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -166,3 +169,52 @@ def test_resume_across_processes_matches_one_process(three_steps):
   print(dict(loss_rel_diff=loss_diff, param_abs_diff=param_diff))
   assert loss_diff <= LOSS_RTOL
   assert param_diff <= PARAMS_ATOL
+
+
+SIGTERM_STEPS = 6
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_one_step_and_the_resume_is_bit_identical(tmp_path):
+  """SIGTERM reaches process 1 of 2 only, after step 1: both stop at the same step with a checkpoint, exit 0.
+
+  2 new processes resume the stopped run to the end; then 2 more train the same steps without interruption (one
+  run after the other: 4 processes at once would need twice the memory). The resumed run's params are
+  bit-identical to the uninterrupted run's (the same programs on the same inputs), and it logs each step once.
+  """
+  text.write_vocabulary_of(str(tmp_path / "tokenizer"), synthetic.vocabulary_words())
+  stopped_dir, straight_dir = tmp_path / "stopped", tmp_path / "straight"
+  processes = []
+  try:
+    processes = start_run(2, SIGTERM_STEPS, stopped_dir, tmp_path / "tokenizer", tmp_path / "stopped.npz")
+    deadline = time.monotonic() + TIMEOUT_S
+    metrics = stopped_dir / "metrics.jsonl"
+    while not (os.path.exists(metrics) and '"loss/total"' in metrics.read_text()):
+      assert all(p.poll() is None for p in processes) and time.monotonic() < deadline, "no step 1 logged"
+      time.sleep(0.01)
+    processes[1].send_signal(signal.SIGTERM)
+    for process in processes:
+      process.wait(TIMEOUT_S)
+    logs = [open(process.log_path).read() for process in processes]
+    for process, log in zip(processes, logs):
+      assert process.returncode == 0, f"{process.log_path}:\n{log[-3000:]}"
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        process.kill()
+        process.wait()
+  lines = [re.search(r"train: stopped at step (\d+) of 6 \((.+?)\)", log) for log in logs]
+  assert all(lines), logs
+  assert [line.group(2) for line in lines] == ["another process's signal", "SIGTERM"]
+  stopped = int(lines[0].group(1))
+  print(f"SIGTERM to process 1 after step 1 was logged: both stopped at step {stopped}")
+  assert int(lines[1].group(1)) == stopped < SIGTERM_STEPS
+  assert os.listdir(stopped_dir / "checkpoints") == [str(stopped)]
+  assert [step for step, _ in losses_by_step(stopped_dir)] == list(range(1, stopped + 1))
+
+  logs = run_together(tmp_path / "tokenizer", (2, SIGTERM_STEPS, stopped_dir, tmp_path / "resumed.npz"))
+  assert all(f"Resumed from step {stopped}" in log for log in logs)
+  run_together(tmp_path / "tokenizer", (2, SIGTERM_STEPS, straight_dir, tmp_path / "straight.npz"))
+  assert losses_by_step(stopped_dir) == losses_by_step(straight_dir)  # each step once, the same losses
+  for resumed, straight in zip(load_params(tmp_path / "resumed.npz"), load_params(tmp_path / "straight.npz")):
+    np.testing.assert_array_equal(resumed, straight)

@@ -91,6 +91,7 @@ def random_batch(config, n_latent, seed=0):
       tokens=rng.integers(1, config.clip.vocab_size - 1, (b, config.clip.context_length)).astype(np.int32),
       times=np.broadcast_to((frame_numbers / d.video_length).astype(np.float32), (b, t)).copy(),
       video_ids=np.arange(b, dtype=np.int32),
+      stop_votes=np.zeros(b, np.float32),
   )
 
 

@@ -1,18 +1,33 @@
-"""Orbax checkpoints of the train state: save every N steps, keep the last K, resume from the latest.
+"""Orbax checkpoints of the train state: save every N steps, keep the last K, resume from the newest readable one.
 
-Orbax writes each step into a temporary directory and renames it when complete, so a killed run never leaves a
-checkpoint that looks finished but is not. In a multi-process run every process calls save and restore together.
+Orbax writes each step into a temporary directory (STEP.orbax-checkpoint-tmp*) and renames it when complete, so a
+killed run never leaves a checkpoint that looks finished but is not; a training run's Checkpointer deletes the
+temporary directories that killed runs left. Saves run in the background; their errors surface at the next save or
+at wait(). A checkpoint that exists but cannot be restored (a truncated or missing file) makes the resume warn,
+set it aside in WORKDIR/unreadable_checkpoints/ and take the one before it; when none can be restored, the resume
+stops with a UserError rather than start again from step 0. A full disk or quota while saving is a UserError naming
+the step's directory. In a multi-process run every process calls save and restore together.
 The run's config is kept next to the checkpoints (WORKDIR/config.json) so that its model can be rebuilt exactly.
 """
 
+import contextlib
 import json
 import os
+import shutil
+import uuid
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
 
+from vidstyleode_jax import errors
 from vidstyleode_jax import files
+from vidstyleode_jax.errors import UserError
+
+UNFINISHED = ".orbax-checkpoint-tmp"  # in the name of a step directory orbax has not finished writing
 
 
 def write_config(workdir, config):
@@ -30,11 +45,21 @@ def read_config(workdir):
 
 
 class Checkpointer:
+  """The checkpoints of WORKDIR/checkpoints/.
 
-  def __init__(self, workdir, keep):
+  Args:
+    workdir: the run's directory.
+    keep: how many checkpoints a training run keeps; None opens them read-only (the applications), which leaves
+      the temporary directories of a run in progress alone.
+  """
+
+  def __init__(self, workdir, keep=None):
+    self.workdir = workdir
+    self.directory = os.path.join(os.path.abspath(workdir), files.CHECKPOINTS_DIR)
     self.manager = ocp.CheckpointManager(
-        os.path.join(os.path.abspath(workdir), files.CHECKPOINTS_DIR),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=keep is not None, read_only=keep is None,
+                                             cleanup_tmp_directories=keep is not None),
         item_handlers=ocp.StandardCheckpointHandler(),
     )
 
@@ -50,7 +75,9 @@ class Checkpointer:
     return {tuple(name(key) for key in path): tuple(leaf.shape) for path, leaf in leaves}
 
   def save(self, step, state):
-    self.manager.save(step, args=ocp.args.StandardSave(state))
+    """Starts saving `state` as `step` in the background (a full disk raises here or at the next save / wait)."""
+    with self._naming_write_failures():
+      self.manager.save(step, args=ocp.args.StandardSave(state))
 
   def restore(self, state_like, step=None):
     """Restores `step` (default: the latest) into arrays shaped and sharded like `state_like`."""
@@ -58,8 +85,69 @@ class Checkpointer:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
     return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
+  def restore_newest_readable(self, state_like):
+    """Restores the newest checkpoint that every process can read; None if there is no checkpoint at all.
+
+    Newer checkpoints that cannot be restored are logged and set aside (WORKDIR/unreadable_checkpoints/STEP-*).
+    Raises UserError, setting nothing aside, when checkpoints exist but none can be restored.
+    """
+    failures = []
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        state, problem = self.restore(state_like, step), None
+      except Exception as error:  # orbax and tensorstore raise many types for a damaged file
+        state, problem = None, error
+      if np.all(multihost_utils.process_allgather(np.int32(problem is None))):
+        for unreadable, _ in failures:
+          self._set_aside(unreadable)
+        return state
+      failures.append((step, problem or "another process could not read it"))
+      logging.warning("Checkpoint %d in %s cannot be restored (%s); trying the one before it", step, self.directory,
+                      _summary(problem))
+    if failures:
+      raise UserError(
+          f"none of the checkpoints in {self.directory} can be restored (newest first: "
+          + "; ".join(f"step {step}: {_summary(problem)}" for step, problem in failures)
+          + "); move the folder away to start again from step 0")
+    return None
+
   def wait(self):
-    self.manager.wait_until_finished()
+    """Waits for the background save to finish; raises its error (a full disk: a UserError)."""
+    with self._naming_write_failures():
+      self.manager.wait_until_finished()
 
   def close(self):
-    self.manager.close()
+    with self._naming_write_failures():
+      self.manager.close()
+
+  def _set_aside(self, step):
+    """Moves the checkpoint of `step` to WORKDIR/unreadable_checkpoints/ (process 0; the others wait for it)."""
+    if jax.process_index() == 0:
+      folder = os.path.join(self.workdir, files.UNREADABLE_CHECKPOINTS_DIR)
+      os.makedirs(folder, exist_ok=True)
+      target = os.path.join(folder, f"{step}-{uuid.uuid4().hex[:8]}")
+      os.rename(os.path.join(self.directory, str(step)), target)
+      logging.warning("Moved the unreadable checkpoint %d to %s", step, target)
+    multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
+    self.manager.reload()
+
+  @contextlib.contextmanager
+  def _naming_write_failures(self):
+    """A full disk while saving: removes the unfinished step directories and raises files.write_failure's UserError."""
+    try:
+      with files.naming_write_failures(self.directory, outcome="the unfinished checkpoint was removed, the earlier "
+                                       "ones are complete"):
+        yield
+    except UserError:
+      with contextlib.suppress(Exception):
+        self.manager.close()  # lets orbax's background threads end before their folder goes
+      if jax.process_index() == 0:
+        for name in os.listdir(self.directory):
+          if UNFINISHED in name:
+            shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+      raise
+
+
+def _summary(error):
+  """The first 300 characters of an error's message, on one line."""
+  return errors.one_line(error)[:300]

@@ -1,28 +1,30 @@
 """Scalar logging to TensorBoard event files and to a JSON-lines file in the workdir.
 
 Layout under `workdir`:
-  tensorboard/    TensorBoard event files, one per writer (tensorboardX's synchronous EventsWriter: its
-                  SummaryWriter queues events on a thread, and its flush() does not wait for that queue)
+  tensorboard/    TensorBoard event files, one per writer: TFRecords of tensorboardX's Event protos, written here
+                  synchronously (tensorboardX's SummaryWriter queues them on a thread)
   metrics.jsonl   one JSON object per line: {"step": int, "<name>": float, ...} for scalars,
                   {"hparams": {...}} for hyper-parameters
 
-Every write is flushed, so a killed run keeps every line it wrote (at worst a half-written last line, which the
-next resume drops). On resume, lines with step >= the resume step are dropped first and TensorBoard is told to
-purge its events from that step on, so neither record holds duplicates.
+Both files grow by whole records through files.AppendFile: a killed run keeps every record it wrote, and a full
+disk stops the run with a UserError and no partial record (a killed run can still leave a half-written last line,
+which the next resume drops). On resume, lines with step >= the resume step are dropped first and TensorBoard is
+told to purge its events from that step on, so neither record holds duplicates.
 """
 
 import json
 import logging
 import os
+import socket
+import struct
 import time
 from typing import Any, Mapping
 
 from tensorboardX import summary as tensorboard_summary
-from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto import event_pb2, summary_pb2
+from tensorboardX.record_writer import masked_crc32c
 
 from vidstyleode_jax import files
-
 
 
 def truncate_jsonl(path: str, step: int) -> None:
@@ -48,6 +50,12 @@ def truncate_jsonl(path: str, step: int) -> None:
     f.writelines(kept)
 
 
+def tfrecord(payload: bytes) -> bytes:
+  """One TFRecord: uint64 length, uint32 masked crc32c of the length bytes, payload, uint32 masked crc32c of it."""
+  length = struct.pack("<Q", len(payload))
+  return length + struct.pack("<I", masked_crc32c(length)) + payload + struct.pack("<I", masked_crc32c(payload))
+
+
 class MetricWriter:
   """Writes scalars and hyper-parameters to TensorBoard and to `workdir/metrics.jsonl`.
 
@@ -69,24 +77,28 @@ class MetricWriter:
     self.workdir = workdir
     self.enabled = enabled
     self._jsonl_file = None
-    self._events_writer = None
+    self._events_file = None
     if not enabled:
       return
     tensorboard_dir = os.path.join(workdir, files.TENSORBOARD_DIR)
-    os.makedirs(tensorboard_dir, exist_ok=True)
+    with files.naming_write_failures(tensorboard_dir):
+      os.makedirs(tensorboard_dir, exist_ok=True)
     jsonl_path = os.path.join(workdir, files.METRICS_FILE)
     if resume_step is not None:
       truncate_jsonl(jsonl_path, resume_step)
-    self._jsonl_file = open(jsonl_path, "a")
-    # The nanosecond suffix keeps two writers opened within one second from sharing (and clobbering) a file name.
-    self._events_writer = EventsWriter(os.path.join(tensorboard_dir, "events"), filename_suffix=f".{time.time_ns()}")
+    self._jsonl_file = files.AppendFile(jsonl_path)
+    # TensorBoard's file name pattern; the nanosecond suffix keeps two writers opened within one second from sharing
+    # a file.
+    self._events_file = files.AppendFile(os.path.join(
+        tensorboard_dir, f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{time.time_ns()}"))
+    self._write_events([event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2")])
     if resume_step is not None:
       # TensorBoard hides the events of earlier files with step >= the step of a SessionLog START.
       start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
       self._write_events([event_pb2.Event(wall_time=time.time(), step=resume_step, session_log=start)])
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-    """Logs `scalars` (name -> number: Python, numpy or jax scalar) at `step` to both records and flushes them."""
+    """Logs `scalars` (name -> number: Python, numpy or jax scalar) at `step` to both records."""
     if not self.enabled:
       return
     step = int(step)
@@ -118,9 +130,9 @@ class MetricWriter:
     if self._jsonl_file is not None:
       self._jsonl_file.close()
       self._jsonl_file = None
-    if self._events_writer is not None:
-      self._events_writer.close()
-      self._events_writer = None
+    if self._events_file is not None:
+      self._events_file.close()
+      self._events_file = None
 
   def __enter__(self) -> "MetricWriter":
     return self
@@ -131,10 +143,7 @@ class MetricWriter:
   def _write_jsonl(self, record: dict) -> None:
     if self._jsonl_file is None:
       raise ValueError(f"MetricWriter for {self.workdir} is closed.")
-    self._jsonl_file.write(json.dumps(record) + "\n")
-    self._jsonl_file.flush()
+    self._jsonl_file.append((json.dumps(record) + "\n").encode())
 
   def _write_events(self, events: list[event_pb2.Event]) -> None:
-    for event in events:
-      self._events_writer.write_event(event)
-    self._events_writer.flush()
+    self._events_file.append(b"".join(tfrecord(event.SerializeToString()) for event in events))

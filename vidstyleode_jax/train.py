@@ -2,9 +2,15 @@ r"""Trains VidStyleODE.
 
   python -m vidstyleode_jax.train --config=configs/demo.py --workdir=/tmp/vidstyleode_demo
 
-Giving the same --workdir again resumes from its latest checkpoint. Config fields can be overridden on the
+Giving the same --workdir again resumes from its latest readable checkpoint. Config fields can be overridden on the
 command line, e.g. --config.train.num_steps=100. The workdir receives checkpoints/, metrics.jsonl, tensorboard/
 and samples/ (mp4 and gif grids: real | reconstruction | edited | dynamics swapped).
+
+Long runs (README, "Long runs"): one trainer per workdir (run_lock.py); a bad step (non-finite loss, gradients or
+update, or a failed ODE solve) is skipped and counted in train/skipped_steps, and train.max_consecutive_skips of
+them in a row stop the run (stopping.py); SIGTERM or SIGINT stops it with a checkpoint at the step it reached and
+exit status 0, a second signal at once (stopping.py); an unreadable latest checkpoint is set aside and the one
+before it resumed (checkpointing.py).
 """
 
 import dataclasses
@@ -25,6 +31,8 @@ from vidstyleode_jax import heldout
 from vidstyleode_jax import inference
 from vidstyleode_jax import metric_writers
 from vidstyleode_jax import parallel
+from vidstyleode_jax import run_lock
+from vidstyleode_jax import stopping
 from vidstyleode_jax import train_step
 from vidstyleode_jax.data import pipeline
 from vidstyleode_jax.data import sources
@@ -84,14 +92,25 @@ def setup(config, workdir, mesh=None):
 
 
 def train(config, workdir, progress=True, mesh=None):
-  """Runs (or resumes) training in `workdir`; returns the final train state and the last held-out metrics."""
+  """Runs (or resumes) training in `workdir`; returns the train state it reached and the last held-out metrics.
+
+  Raises UserError when another run holds the workdir, when its checkpoints exist but none can be restored, after
+  train.max_consecutive_skips bad steps in a row, and when the disk is full.
+  """
+  config_validation.resolve(config)  # a config that does not fit fails before anything is written
+  with run_lock.hold(workdir):
+    return _train(config, workdir, progress, mesh)
+
+
+def _train(config, workdir, progress, mesh):
   exp = setup(config, workdir, mesh)
   nets, mesh, frozen_vars, datasets, sampler = exp.nets, exp.mesh, exp.frozen_vars, exp.datasets, exp.sampler
   config = nets.config
   checkpointer = checkpointing.Checkpointer(workdir, keep=config.train.keep_checkpoints)
-  state = exp.state
-  if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
+  state = checkpointer.restore_newest_readable(exp.state)
+  if state is None:
+    state = exp.state
+  else:
     logging.info("Resumed from step %d in %s", int(state.step), workdir)
   first_step = int(state.step)
 
@@ -110,6 +129,14 @@ def train(config, workdir, progress=True, mesh=None):
       heldout.write_samples(workdir, step, jax.device_get(columns), fps=8)
     return metrics
 
+  def log(step, metrics, local_batch):
+    metrics = jax.device_get(metrics)
+    del metrics["train/skipped"], metrics["train/stop_vote"]
+    metrics["train/skipped_steps"] = review.take_skipped_count()
+    metrics["data/batch_checksum"] = batch_checksum(local_batch)
+    writer.write_scalars(step, metrics)
+    bar.set_postfix(loss=f"{metrics['loss/total']:.4f}", nfe=int(metrics["ode/nfe"]))
+
   main = parallel.is_main_process()
   # Metrics are logged under the number of completed steps: lines after the checkpoint start at first_step + 1.
   writer = metric_writers.MetricWriter(workdir, enabled=main, resume_step=first_step + 1)
@@ -121,25 +148,36 @@ def train(config, workdir, progress=True, mesh=None):
   ), size=config.data.prefetch)
   t = config.train
   eval_metrics = {}
+  review = stopping.StepReview(t.max_consecutive_skips)
   bar = tqdm.tqdm(total=t.num_steps, initial=first_step, disable=not (progress and main), unit="step")
   try:
-    for step, local_batch in batches:
-      if step >= t.num_steps:
-        break
-      state, metrics = step_fn(state, frozen_vars, parallel.global_batch(local_batch, mesh))
-      done = step + 1
-      bar.update(1)
-      if done % t.log_every == 0 or done == t.num_steps:
-        metrics = jax.device_get(metrics)
-        metrics["data/batch_checksum"] = batch_checksum(local_batch)
-        writer.write_scalars(done, metrics)
-        bar.set_postfix(loss=f"{metrics['loss/total']:.4f}", nfe=int(metrics["ode/nfe"]))
-        if metrics["ode/failed"] > 0:
-          logging.warning("step %d: the latent ODE solve did not finish within dynamics.max_steps", done)
-      if done % t.checkpoint_every == 0 or done == t.num_steps:
-        checkpointer.save(done, state)
-      if done % t.sample_every == 0 or done == t.num_steps:
-        eval_metrics = evaluate_and_sample(done, state)
+    with stopping.Signals() as signals:
+      for step, local_batch in batches:
+        if step >= t.num_steps:
+          break
+        local_batch["stop_votes"] = signals.votes(len(local_batch["video_ids"]))
+        state, metrics = step_fn(state, frozen_vars, parallel.global_batch(local_batch, mesh))
+        done = step + 1
+        bar.update(1)
+        review.add(done, metrics)
+        review.review(keep_newest=True)  # the steps before this one, while the device runs it
+        stop = review.stop_voted
+        log_now = stop or done % t.log_every == 0 or done == t.num_steps
+        save_now = stop or done % t.checkpoint_every == 0 or done == t.num_steps
+        if log_now or save_now:
+          review.review()
+        if log_now:
+          log(done, metrics, local_batch)
+        if save_now:
+          checkpointer.save(done, state)
+        if done % t.sample_every == 0 or done == t.num_steps:
+          eval_metrics = evaluate_and_sample(done, state)
+        if stop:
+          checkpointer.wait()
+          cause = signals.received or "another process's signal"
+          print(f"train: stopped at step {done} of {t.num_steps} ({cause}); checkpoint saved in "
+                f"{checkpointer.directory}/{done}; run the same command to resume", flush=True)
+          break
   finally:
     bar.close()
     checkpointer.wait()
@@ -154,8 +192,9 @@ def main(argv):
   config_validation.resolve(flags.FLAGS.config)  # fail fast, before joining other processes
   parallel.initialize_distributed()
   state, eval_metrics = train(flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.progress)
-  logging.info("Finished at step %d: %s", int(state.step), eval_metrics)
-  print({k: round(v, 6) for k, v in eval_metrics.items()})
+  if eval_metrics:
+    logging.info("Finished at step %d: %s", int(state.step), eval_metrics)
+    print({k: round(v, 6) for k, v in eval_metrics.items()})
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ step does not depend on how many devices run it, and a resumed run repeats it ex
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from vidstyleode_jax import backends
@@ -178,8 +179,23 @@ def step_key(config, step):
   return jax.random.fold_in(jax.random.key(config.seed), step)
 
 
+def all_finite(tree):
+  """Whether every value of every array in `tree` is finite: bool scalar."""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
 def make_train_step(nets, mesh):
-  """-> jitted (state, frozen_vars, batch) -> (state, metrics); the state is donated, the batch sharded on 'data'."""
+  """-> jitted (state, frozen_vars, batch) -> (state, metrics); the state is donated, the batch sharded on 'data'.
+
+  The non-finite guard: a bad step, one whose loss, gradients, new params or new optimizer state hold a NaN or an
+  infinity, or whose latent ODE solve failed, keeps the params and the optimizer state as they were; the step
+  counter still advances, so the data order is that of a run without the bad step. metrics["train/skipped"] is 1.0
+  for a bad step, else 0.0 (bad_step_reason names what went bad).
+
+  metrics["train/stop_vote"] is the maximum of the batch's "stop_votes" ([batch] float32, each process's rows 1.0
+  when it was asked to stop): every process reads the same vote, which travels with the step's own reduction of
+  the gradients (train.py stops all processes at the same step with it).
+  """
   optimizer = make_optimizer(nets.config)
 
   def train_step(state, frozen_vars, batch):
@@ -187,10 +203,17 @@ def make_train_step(nets, mesh):
         lambda p: loss_and_metrics(nets, p, frozen_vars, batch, state.step, step_key(nets.config, state.step)),
         has_aux=True,
     )
-    (_, metrics), grads = grad_fn(state.params)
+    (loss, metrics), grads = grad_fn(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
     metrics["grad_norm"] = optax.global_norm(grads)
-    new_state = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
+    good = (jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"]) & (metrics["ode/failed"] == 0)
+            & all_finite((params, opt_state)))
+    keep_if_bad = lambda new, old: jax.tree.map(lambda n, o: jnp.where(good, n, o), new, old)
+    metrics["train/skipped"] = 1.0 - good.astype(jnp.float32)
+    metrics["train/stop_vote"] = jnp.max(batch["stop_votes"])
+    new_state = TrainState(step=state.step + 1, params=keep_if_bad(params, state.params),
+                           opt_state=keep_if_bad(opt_state, state.opt_state))
     return new_state, metrics
 
   replicated = parallel.replicated(mesh)
@@ -201,3 +224,18 @@ def make_train_step(nets, mesh):
       donate_argnums=(0,),
       compiler_options=backends.compiler_options(),
   )
+
+
+def bad_step_reason(metrics):
+  """What made a skipped step bad, from its metrics (host numbers): e.g. "loss/total=nan (loss/structure=nan)"."""
+  values = {name: float(value) for name, value in metrics.items()}
+  bad_losses = [f"{name}={value}" for name, value in sorted(values.items())
+                if name.startswith("loss/") and name != "loss/total" and not np.isfinite(value)]
+  reasons = []
+  if not np.isfinite(values["loss/total"]):
+    reasons.append(f"loss/total={values['loss/total']}" + (f" ({', '.join(bad_losses)})" if bad_losses else ""))
+  if not np.isfinite(values["grad_norm"]):
+    reasons.append(f"grad_norm={values['grad_norm']}")
+  if values["ode/failed"] > 0:
+    reasons.append("ode/failed=1 (the latent ODE solve did not finish within dynamics.max_steps)")
+  return "; ".join(reasons) or "a parameter or Adam moment became non-finite in the update"

@@ -106,7 +106,7 @@ def load(workdir, config_path=None, ode_max_steps=None):
   checkpoint_dir = os.path.join(workdir, files.CHECKPOINTS_DIR)
   if not os.path.isdir(checkpoint_dir):
     raise UserError(f"No checkpoints folder in {workdir}")
-  checkpointer = checkpointing.Checkpointer(workdir, keep=1)
+  checkpointer = checkpointing.Checkpointer(workdir)
   try:
     step = checkpointer.latest_step()
     if step is None:

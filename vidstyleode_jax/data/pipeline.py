@@ -70,7 +70,8 @@ def make_batch(videos, tokens, video_ids, frame_numbers, video_length, pool=None
 
   Returns a dict of numpy arrays with a leading batch axis: frames [b, T, H, W, 3] uint8, wplus [b, T, L, S],
   tokens [b, context] int32, times [b, T] float32 (frame_numbers / video_length, identical rows),
-  video_ids [b] int32. The rows follow video_ids whatever the number of threads.
+  video_ids [b] int32, stop_votes [b] float32 zeros (a process that was asked to stop sets its rows to 1: see
+  vidstyleode_jax/stopping.py). The rows follow video_ids whatever the number of threads.
   """
   read = map if pool is None else pool.map
   clips = list(read(lambda video: videos.clip(video, frame_numbers), video_ids))
@@ -81,6 +82,7 @@ def make_batch(videos, tokens, video_ids, frame_numbers, video_length, pool=None
       tokens=tokens[video_ids].astype(np.int32),
       times=np.broadcast_to(times, (len(video_ids), len(times))).copy(),
       video_ids=np.asarray(video_ids, np.int32),
+      stop_votes=np.zeros(len(video_ids), np.float32),
   )
 
 

@@ -17,7 +17,6 @@ stops at the first one instead). The same inputs give the same arrays whether pr
 """
 
 import dataclasses
-import glob
 import hashlib
 import json
 import os
@@ -344,8 +343,6 @@ def run(options):
   if empty:
     raise UserError(f"split(s) {empty} would hold no usable video; see {report_path}")
 
-  for incomplete in glob.glob(os.path.join(os.path.dirname(dataset_path), "incomplete.*")):
-    shutil.rmtree(incomplete)  # left by an interrupted earlier write
   counts = {"frames": 0}
   tfds.disable_progress_bar()
   prepared.write(out, {split: _examples(work_dir, names, counts) for split, names in splits.items()},

@@ -21,12 +21,15 @@ into an `incomplete.*` folder and renames it when every split is done: a dataset
 """
 
 import dataclasses
+import glob
 import os
+import shutil
 import tempfile
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from vidstyleode_jax import files
 from vidstyleode_jax.errors import UserError
 
 BUILDER_NAME = "vidstyleode_videos"
@@ -87,11 +90,25 @@ def write(dataset_dir, splits, *, frame_size, wplus_shape):
     splits: {split name: iterable of example dicts with the fields in the module docstring}.
     frame_size: (height, width) of every frame.
     wplus_shape: (n_latent, style_dim).
+
+  Raises:
+    UserError: the disk (or quota) is full or the folder cannot be written; no partial dataset is left.
   """
+  remove_incomplete(dataset_dir)  # left by an interrupted earlier write
   builder = VidstyleodeVideos(frame_size=frame_size, wplus_shape=wplus_shape, splits=splits, data_dir=dataset_dir,
                               file_format="array_record")
-  with tempfile.TemporaryDirectory() as download_dir:  # tfds downloads nothing here; keeps dataset_dir clean
-    builder.download_and_prepare(download_dir=download_dir)
+  try:
+    with files.naming_write_failures(builder_dir(dataset_dir)), tempfile.TemporaryDirectory() as download_dir:
+      builder.download_and_prepare(download_dir=download_dir)  # tfds downloads nothing here; keeps dataset_dir clean
+  except UserError:
+    remove_incomplete(dataset_dir)
+    raise
+
+
+def remove_incomplete(dataset_dir):
+  """Removes the `incomplete.*` folders of tfds writes that did not finish."""
+  for incomplete in glob.glob(os.path.join(os.path.dirname(builder_dir(dataset_dir)), "incomplete.*")):
+    shutil.rmtree(incomplete, ignore_errors=True)
 
 
 @dataclasses.dataclass(frozen=True)
