@@ -351,7 +351,12 @@ COMBINATIONS = {
 
 
 def combination_config(fields):
+  """tiny_config with fewer layers (a shorter program to compile) and the fields."""
   config = tiny_config(num_steps=2)
+  config.modulation.update(num_self_layers=1, num_cross_layers=1)
+  config.mapper.group_depths = (1, 1, 1)
+  config.clip.update(vision_depth=1, text_depth=1)
+  config.dino.update(depth=2, key_layer=1, cls_layer=0)
   if fields.get("loss.perceptual") == "vgg":
     config.vgg = ablation_configs.VGG_SECTIONS["demo"]
   for field, value in fields.items():

@@ -7,8 +7,9 @@ motion directions in W+ (coarse and medium rows only) with a profile p_t:
 
 Motion "sinusoid" (the demo): p_t = amplitude * sin(2π * cycles * t / cycle_frames + phase), cycles 1 or 2, where
 cycle_frames is the video length unless given. Motion "periodic" (docs/model.md §21.6): a nod-like cycle with a
-second harmonic, p_t = amplitude * (sin θ_t + 0.5 sin(2 θ_t + phase_2)) with θ_t = 2π * (t mod P) / P + phase, of
-period P = 6, 8 or 12 frames: evaluated on t mod P, the W+ trajectory repeats exactly (bit for bit) every P frames.
+second harmonic, p_t = amplitude * (sin θ_t + 0.5 sin(2 θ_t + phase_2)) / 1.5 with θ_t = 2π * (t mod P) / P + phase,
+of period P = 8, 12 or 16 frames: evaluated on t mod P, the W+ trajectory repeats exactly (bit for bit) every P
+frames.
 Its motion directions are drawn from `directions_seed`, so that training and held-out videos share them.
 
 Since the frames are rendered from known codes, the exact inversions are stored with them. Each description is
@@ -25,7 +26,7 @@ from vidstyleode_jax import video_io
 
 MOTIONS = ("swaying", "bouncing", "turning")
 SPEEDS = (("slowly", 1.0), ("quickly", 2.0))  # "sinusoid": cycles per cycle_frames
-PERIODS = (("slowly", 12), ("steadily", 8), ("quickly", 6))  # "periodic": period in frames
+PERIODS = (("slowly", 16), ("steadily", 12), ("quickly", 8))  # "periodic": period in frames
 MOTION_KINDS = ("sinusoid", "periodic")
 SECOND_HARMONIC = 0.5
 COLOURS = ("reddish", "greenish", "bluish")
@@ -109,13 +110,14 @@ def make_videos(render, mapping, *, num_videos, num_frames, n_latent, style_dim,
 
 
 def periodic_profile(period, phase, phase_2, num_frames):
-  """[videos, num_frames] sin θ + SECOND_HARMONIC * sin(2θ + phase_2), θ = 2π (t mod period) / period + phase.
+  """[videos, num_frames] (sin θ + SECOND_HARMONIC sin(2θ + phase_2)) / (1 + SECOND_HARMONIC), within [-1, 1],
+  θ = 2π (t mod period) / period + phase.
 
   period: [videos] int; phase, phase_2: [videos]. Row v repeats exactly every period[v] frames.
   """
   cycle_position = np.arange(num_frames)[None, :] % period[:, None]
   theta = 2.0 * np.pi * cycle_position / period[:, None] + phase[:, None]
-  return np.sin(theta) + SECOND_HARMONIC * np.sin(2.0 * theta + phase_2[:, None])
+  return (np.sin(theta) + SECOND_HARMONIC * np.sin(2.0 * theta + phase_2[:, None])) / (1.0 + SECOND_HARMONIC)
 
 
 def vocabulary_words():
