@@ -31,6 +31,7 @@ def get_config():
       num_eval_videos=16,
       frames_per_video=24,
       motion_amplitude=0.8,  # in units of the per-channel std of W, on the coarse and medium W+ rows
+      motion="sinusoid",  # or "periodic": cycles of a few stated periods (data/synthetic.py)
       skip_frames=0,  # leading frames of every video left out of sampling
       read_threads=1,  # threads reading the clips of a batch
       prefetch=2,  # batches kept ready ahead of the train step
@@ -86,6 +87,7 @@ def get_config():
       max_steps=64,
       mask_mode="static",
       mask_num_hidden=0,
+      kind="ode",  # the latent dynamics: "ode", "ode2" (second order) or "lstm" (docs/model.md §21)
   )
   c.modulation = dict(
       width=64,
@@ -95,13 +97,17 @@ def get_config():
       self_mlp_dim=256,
       cross_mlp_dim=128,
       num_dynamics_tokens=16,
+      self_attention=True,
+      fusion="cross_attention",  # or "concat"
   )
-  c.mapper = dict(group_sizes=(2, 3, 3), group_depths=(2, 2, 2), delta_scale=0.1)
+  c.model = dict(content="mean")  # z_C from the clip's W+: "mean", "first" or "random" frame
+  c.mapper = dict(group_sizes=(2, 3, 3), group_depths=(2, 2, 2), delta_scale=0.1, residual=True)
   c.loss = dict(
       rec=1.0,
       latent=1.0,
       latent_eps=2.0,
       vgg=1.0,
+      perceptual="dino",  # or "vgg": a VGG16 perceptual loss replaces the DINO structure and appearance losses
       structure_weight=0.8,
       appearance_weight=0.2,
       directional=schedules.ramp(warmup=100, start=0.01, end=0.5, plateau=400),

@@ -77,6 +77,7 @@ def get_config():
       max_steps=4096,
       mask_mode="static",
       mask_num_hidden=0,
+      kind="ode",  # the latent dynamics: "ode", "ode2" (second order) or "lstm" (docs/model.md §21)
   )
   c.modulation = dict(
       width=512,
@@ -86,13 +87,17 @@ def get_config():
       self_mlp_dim=2048,
       cross_mlp_dim=1024,
       num_dynamics_tokens=48,
+      self_attention=True,
+      fusion="cross_attention",  # or "concat"
   )
-  c.mapper = dict(group_sizes=(4, 6, 8), group_depths=(7, 5, 5), delta_scale=0.01)
+  c.model = dict(content="mean")  # z_C from the clip's W+: "mean", "first" or "random" frame
+  c.mapper = dict(group_sizes=(4, 6, 8), group_depths=(7, 5, 5), delta_scale=0.01, residual=True)
   c.loss = dict(
       rec=schedules.ramp(warmup=50_000, start=0.01, end=0.1, plateau=100_000),
       latent=1.0,
       latent_eps=0.02,
       vgg=10.0,
+      perceptual="dino",  # or "vgg" (needs a vgg section: configs/ablations.py)
       structure_weight=0.8,
       appearance_weight=0.2,
       directional=schedules.ramp(warmup=5_000, start=0.01, end=2.5, plateau=200_000),

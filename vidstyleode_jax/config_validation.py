@@ -7,13 +7,31 @@ field against the others; each error is one line naming the fields involved.
 import math
 import os
 
+import ml_collections
+
+from vidstyleode_jax import inference
 from vidstyleode_jax import schedules
 from vidstyleode_jax import text
+from vidstyleode_jax.data import synthetic
 from vidstyleode_jax.errors import UserError
+from vidstyleode_jax.models import dynamics
 from vidstyleode_jax.models import frozen
+from vidstyleode_jax.models import modulation
 
 MASK_MODES = ("static", "interpolate", "extrapolate")
 DATA_KINDS = ("synthetic", "prepared")
+PERCEPTUAL_LOSSES = ("dino", "vgg")
+# Fields added after the first runs were saved, with the value those runs had: a config.json without them still
+# loads as the model it trained (docs/model.md §21).
+LATER_FIELDS = {
+    "dynamics.kind": "ode",
+    "modulation.self_attention": True,
+    "modulation.fusion": "cross_attention",
+    "model.content": "mean",
+    "mapper.residual": True,
+    "loss.perceptual": "dino",
+}
+SYNTHETIC_LATER_FIELDS = {"data.motion": "sinusoid"}
 
 
 def _require(condition, message):
@@ -33,6 +51,12 @@ def resolve(config, need_dataset=True, architectures=None):
     UserError: on the first problem: missing ported folders or dataset (all named at once), a ported folder that
       disagrees with the config, or fields that do not fit each other.
   """
+  config = with_later_fields(config)
+  _require(
+      config.loss.perceptual != "vgg" or "vgg" in config,
+      "loss.perceptual='vgg' needs a vgg section: vgg.checkpoint, a folder written by `python -m port_weights vgg` "
+      "(or empty, with vgg.widths, for random weights as in configs/ablations.py)",
+  )
   missing = missing_paths(config, need_dataset)
   _require(
       not missing,
@@ -44,6 +68,20 @@ def resolve(config, need_dataset=True, architectures=None):
     text.check_folder(text.tokenizer_folder(config, workdir=None))
   config = frozen.resolve_architectures(config, architectures)
   _check_fields(config)
+  return config
+
+
+def with_later_fields(config):
+  """A copy of `config` with every LATER_FIELDS field it lacks set to the value runs had before that field."""
+  config = config.copy_and_resolve_references()
+  config.unlock()
+  defaults = dict(LATER_FIELDS, **(SYNTHETIC_LATER_FIELDS if config.data.kind == "synthetic" else {}))
+  for field, value in defaults.items():
+    section, key = field.split(".")
+    if section not in config:
+      config[section] = ml_collections.ConfigDict()
+    if key not in config[section]:
+      config[section][key] = value
   return config
 
 
@@ -64,6 +102,9 @@ def _check_fields(config):
   _require(data.read_threads >= 1, f"data.read_threads={data.read_threads} must be >= 1")
   _require(data.prefetch >= 1, f"data.prefetch={data.prefetch} must be >= 1")
   _require(data.num_eval_videos >= 1, f"data.num_eval_videos={data.num_eval_videos} must be >= 1")
+  if data.kind == "synthetic":
+    _require(data.motion in synthetic.MOTION_KINDS, f"data.motion={data.motion!r} must be one of "
+             f"{synthetic.MOTION_KINDS}")
 
   factor = 2**dyn.num_downsamples
   _require(
@@ -77,6 +118,15 @@ def _check_fields(config):
       f"(dynamics.height/2**num_downsamples x dynamics.width/2**num_downsamples = {grid_cells} cells)",
   )
   _require(dyn.mask_mode in MASK_MODES, f"dynamics.mask_mode={dyn.mask_mode!r} must be one of {MASK_MODES}")
+  _require(dyn.kind in dynamics.KINDS, f"dynamics.kind={dyn.kind!r} must be one of {dynamics.KINDS}")
+  _require(mod.fusion in modulation.FUSIONS, f"modulation.fusion={mod.fusion!r} must be one of {modulation.FUSIONS}")
+  _require(isinstance(mod.self_attention, bool),
+           f"modulation.self_attention={mod.self_attention!r} must be true or false")
+  _require(isinstance(mapper.residual, bool), f"mapper.residual={mapper.residual!r} must be true or false")
+  _require(config.model.content in inference.CONTENT_CODES,
+           f"model.content={config.model.content!r} must be one of {inference.CONTENT_CODES}")
+  _require(loss.perceptual in PERCEPTUAL_LOSSES, f"loss.perceptual={loss.perceptual!r} must be one of "
+           f"{PERCEPTUAL_LOSSES}")
   if dyn.mask_mode != "static":
     _require(
         0 < dyn.mask_num_hidden <= data.frames_per_clip - 2,
@@ -126,6 +176,8 @@ def _check_fields(config):
 def missing_paths(config, need_dataset=True):
   """Config fields naming a ported folder or dataset directory that does not exist, as 'field=path' strings."""
   fields = ["generator.checkpoint", "clip.checkpoint", "clip.tokenizer", "dino.checkpoint"]
+  if "vgg" in frozen.network_names(config):
+    fields.append("vgg.checkpoint")
   if need_dataset and config.data.kind == "prepared":
     fields.append("data.dataset_dir")
   missing = []

@@ -53,7 +53,7 @@ def make_evaluate(nets):
     real = frames01 * 2.0 - 1.0
     mask = jnp.ones(frames01.shape[:2])
     _, reconstruction = inference.reconstruct(nets, params, frozen_vars, frames01, wplus, times, mask, times)
-    content = inference.content_code(wplus)
+    content = inference.content_code(nets.config, wplus)
     _, baseline = inference.render_frames(nets, frozen_vars, content)
     return dict(
         rec_mse=jnp.mean(jnp.square(reconstruction - real)),
@@ -68,7 +68,7 @@ def make_sample_columns(nets):
   model = nets.model
 
   def columns(params, frozen_vars, frames01, wplus, tokens, times):
-    content = inference.content_code(wplus)
+    content = inference.content_code(nets.config, wplus)
     style, _ = inference.style_token(nets, frozen_vars, content)
     text = nets.frozen.clip_text(frozen_vars, tokens)
     direction = nets.config.loss.manipulation_strength * (jnp.roll(text, 1, axis=0) - text)

@@ -26,9 +26,33 @@ class Networks:
     return cls(vidstyleode.build(config), frozen_lib.build(config), config)
 
 
-def content_code(wplus):
-  """wplus: [batch, T, n_latent, style_dim] inversions of the clip frames -> z_C [batch, n_latent, style_dim]."""
-  return jnp.mean(wplus, axis=1)
+CONTENT_CODES = ("mean", "first", "random")
+
+
+def content_code(config, wplus, key=None):
+  """The content code z_C of each video from the W+ inversions of its frames (docs/model.md §5.1, §21.4).
+
+  config.model.content picks it (paper supp. Table 6): "mean" over the frames, the "first" frame's, or one "random"
+  frame's per video, drawn with `key` (training passes its step key; without one, the run's seed draws it).
+
+  Args:
+    config: the run config.
+    wplus: [batch, T, n_latent, style_dim] inversions of the frames, in time order.
+    key: PRNG key for "random".
+
+  Returns:
+    z_C: [batch, n_latent, style_dim].
+  """
+  kind = config.model.content
+  if kind == "mean":
+    return jnp.mean(wplus, axis=1)
+  if kind == "first":
+    return wplus[:, 0]
+  if kind == "random":
+    key = jax.random.key(config.seed) if key is None else key
+    frame = jax.random.randint(key, (wplus.shape[0],), 0, wplus.shape[1])
+    return jnp.take_along_axis(wplus, frame[:, None, None, None], axis=1)[:, 0]
+  raise ValueError(f"model.content={kind!r} must be one of {CONTENT_CODES}")
 
 
 def style_token(nets, frozen_vars, content):
@@ -63,7 +87,7 @@ def render_frames(nets, frozen_vars, w):
 
 def reconstruct(nets, params, frozen_vars, frames01, wplus, times, mask, query_times):
   """Encodes the observed frames and decodes W+ at query_times; returns (w [batch, N, ...], frames [batch, N, H, W, 3])."""
-  content = content_code(wplus)
+  content = content_code(nets.config, wplus)
   style, _ = style_token(nets, frozen_vars, content)
   model = nets.model
   z0 = model.apply(params, dynamics_input(nets, frames01), times, mask, method=model.encode)

@@ -41,6 +41,14 @@ def appearance_loss(generated_cls, reference_cls, frames_per_video):
   return jnp.sum(jnp.mean(jnp.square(generated_cls - reference_cls), axis=-1))
 
 
+def perceptual_loss(generated_features, real_features):
+  """Σ over layers of the MSE between VGG feature maps of the generated and the real frames (docs/model.md §21.5).
+
+  generated_features, real_features: lists of [n, h_l, w_l, c_l], one per layer; the real side has no gradient.
+  """
+  return sum(mse(g, jax.lax.stop_gradient(r)) for g, r in zip(generated_features, real_features))
+
+
 def directional_clip_loss(clip_image, real_m11, edited_m11, text, text_rolled, frame_positions):
   """CLIP directional video loss: the image-space edit direction aligns with the text direction.
 

@@ -20,6 +20,7 @@ from vidstyleode_jax import schedules
 from vidstyleode_jax.models import dynamics as dynamics_lib
 
 DYNAMICS, MAPPING = "dynamics", "mapping"
+CONTENT_KEY = 1  # folded into a step's forward key to draw the frame of a "random" content code
 
 
 @flax.struct.dataclass
@@ -46,7 +47,7 @@ def init_state(nets, config, key, example_batch):
   """Initialises the trainable params from an example batch (shapes only matter) and the optimizer state."""
   frames01 = example_batch["frames"].astype(jnp.float32) / 255.0
   times = example_batch["times"][0]
-  content = inference.content_code(example_batch["wplus"])
+  content = inference.content_code(config, example_batch["wplus"])
   style = jnp.zeros((frames01.shape[0], config.modulation.width))
   mask = jnp.ones(frames01.shape[:2])
   params = nets.model.init(
@@ -75,7 +76,7 @@ def branch_latents(nets, params, frozen_vars, batch, key):
   k_frames, k_mask = jax.random.split(key)
   frame_indices = sample_frame_indices(k_frames, num_frames, config.data.frames_decoded)
 
-  content = inference.content_code(batch["wplus"])
+  content = inference.content_code(config, batch["wplus"], jax.random.fold_in(key, CONTENT_KEY))
   style, reference = inference.style_token(nets, frozen_vars, content)
   text = nets.frozen.clip_text(frozen_vars, batch["tokens"])
   text_rolled = jnp.roll(text, 1, axis=0)
@@ -120,8 +121,10 @@ def loss_and_metrics(nets, params, frozen_vars, batch, step, key):
   """The weighted total loss (docs/model.md §10.7) and a dict of scalar metrics.
 
   Terms whose scheduled weight is 0 at `step` are not computed (see `gated_total`) and are logged as 0.
+  With loss.perceptual = "vgg" (paper Table 3, docs/model.md §21.5) a VGG16 perceptual loss between the
+  reconstruction and the real frames, weighted by loss.vgg, replaces the DINO structure and appearance losses.
   """
-  config, lc = nets.config, nets.config.loss
+  lc = nets.config.loss
   k_forward, k_directional, k_consistency_rec, k_consistency_edit = jax.random.split(key, 4)
   out = branch_latents(nets, params, frozen_vars, batch, k_forward)
   batch_size, num_decoded = out["w_rec"].shape[:2]
@@ -131,6 +134,7 @@ def loss_and_metrics(nets, params, frozen_vars, batch, step, key):
   rec_m11, edit_m11 = data_size[0], data_size[1]
 
   flat = lambda x: x.reshape((-1,) + x.shape[-3:])
+  n = batch_size * num_decoded
   dino = lambda images_m11: nets.frozen.dino_features(frozen_vars, images_m11 * 0.5 + 0.5)
   clip_image = lambda images: nets.frozen.clip_image(frozen_vars, images)
   num_clip = min(lc.clip_frames, num_decoded)
@@ -141,14 +145,26 @@ def loss_and_metrics(nets, params, frozen_vars, batch, step, key):
     generated, real = dino(flat(data_size)), dino(flat(real_m11))
     return dict(
         structure=losses.structure_loss(generated["self_similarity"], jnp.tile(real["self_similarity"], (2, 1, 1))),
-        appearance=losses.appearance_loss(generated["cls"][: batch_size * num_decoded], dino(out["reference"])["cls"],
-                                          num_decoded),
+        appearance=losses.appearance_loss(generated["cls"][:n], dino(out["reference"])["cls"], num_decoded),
     )
+
+  def vgg_terms():
+    features = nets.frozen.vgg_features(frozen_vars, jnp.concatenate([flat(rec_m11), flat(real_m11)]) * 0.5 + 0.5)
+    return dict(perceptual=losses.perceptual_loss([f[:n] for f in features], [f[n:] for f in features]))
+
+  vgg_weight = schedules.weight_at(lc.vgg, step)
+  if lc.perceptual == "vgg":
+    perceptual_groups = {("perceptual",): vgg_terms}
+    perceptual_weights = dict(perceptual=vgg_weight)
+  else:
+    perceptual_groups = {("structure", "appearance"): dino_terms}
+    perceptual_weights = dict(structure=vgg_weight * lc.structure_weight,
+                              appearance=vgg_weight * lc.appearance_weight)
 
   groups = {
       ("rec",): lambda: dict(rec=losses.mse(rec_m11, real_m11)),
       ("latent",): lambda: dict(latent=losses.latent_hinge(out["content"], out["w_rec"], out["w_edit"], lc.latent_eps)),
-      ("structure", "appearance"): dino_terms,
+      **perceptual_groups,
       ("directional",): lambda: dict(directional=losses.directional_clip_loss(
           clip_image, real_m11, edit_m11, out["text"], out["text_rolled"], positions(k_directional))),
       ("consistency",): lambda: dict(
@@ -158,8 +174,7 @@ def loss_and_metrics(nets, params, frozen_vars, batch, step, key):
   weights = dict(
       rec=schedules.weight_at(lc.rec, step),
       latent=schedules.weight_at(lc.latent, step),
-      structure=schedules.weight_at(lc.vgg, step) * lc.structure_weight,
-      appearance=schedules.weight_at(lc.vgg, step) * lc.appearance_weight,
+      **perceptual_weights,
       directional=schedules.weight_at(lc.directional, step),
       consistency=schedules.weight_at(lc.consistency, step),
   )

@@ -31,7 +31,7 @@ class Renderer:
       return model.apply(params, inference.dynamics_input(nets, frames01), times, mask, method=model.encode)
 
     def appearance(frozen_vars, wplus):
-      content = inference.content_code(wplus)
+      content = inference.content_code(nets.config, wplus)
       return content, inference.style_token(nets, frozen_vars, content)[0]
 
     def render(params, frozen_vars, z_t, content, style):

@@ -127,18 +127,32 @@ def _datasets(config, train, evaluation, workdir, vocabulary_texts):
   return Datasets(train, evaluation, tokenize(tokenizer, train), tokenize(tokenizer, evaluation), tokenizer)
 
 
+SYNTHETIC_SPLITS = ("train", "eval")
+
+
+def synthetic_videos(config, frozen_networks, frozen_vars, split, num_frames=None):
+  """The demo videos of one split ("train" or "eval"), num_frames long (default data.frames_per_video).
+
+  A longer num_frames continues the same videos past data.frames_per_video frames (data/synthetic.py).
+  """
+  d = config.data
+  return synthetic.make_videos(
+      lambda w: frozen_networks.render(frozen_vars, w), lambda z: frozen_networks.mapping(frozen_vars, z),
+      num_videos=d.num_train_videos if split == "train" else d.num_eval_videos,
+      num_frames=d.frames_per_video if num_frames is None else num_frames,
+      n_latent=frozen_networks.generator.n_latent, style_dim=config.generator.style_dim,
+      amplitude=d.motion_amplitude, seed=[config.seed, SYNTHETIC_SPLITS.index(split)], motion=d.motion,
+      cycle_frames=d.frames_per_video, directions_seed=config.seed if d.motion == "periodic" else None,
+  )
+
+
 def synthetic_datasets(config, frozen_networks, frozen_vars, workdir):
-  d, g = config.data, config.generator
+  d = config.data
   folder = os.path.join(workdir, files.DEMO_DATA_DIR)
   os.makedirs(folder, exist_ok=True)
-  render = lambda w: frozen_networks.render(frozen_vars, w)
-  mapping = lambda z: frozen_networks.mapping(frozen_vars, z)
-  make = lambda num_videos, seed: synthetic.make_videos(
-      render, mapping, num_videos=num_videos, num_frames=d.frames_per_video, n_latent=frozen_networks.generator.n_latent,
-      style_dim=g.style_dim, amplitude=d.motion_amplitude, seed=seed,
-  )
-  train = _cached_videos(os.path.join(folder, "train.npz"), lambda: make(d.num_train_videos, [config.seed, 0]))
-  evaluation = _cached_videos(os.path.join(folder, "eval.npz"), lambda: make(d.num_eval_videos, [config.seed, 1]))
+  make = lambda split: synthetic_videos(config, frozen_networks, frozen_vars, split)
+  train = _cached_videos(os.path.join(folder, "train.npz"), lambda: make("train"))
+  evaluation = _cached_videos(os.path.join(folder, "eval.npz"), lambda: make("eval"))
   return _datasets(config, InMemoryVideos(train, d.skip_frames), InMemoryVideos(evaluation, d.skip_frames), workdir,
                    synthetic.vocabulary_words())
 

@@ -2,6 +2,8 @@
 
 docs/model.md §4. A clip of frames becomes one spatial state z0 [batch, h', w', C]; the decoder ODE dz/dt = f_dec(z)
 carries it to any requested times, and a 1x1 convolution turns each cell of the h' x w' grid into a token.
+`kind` picks the decoder (docs/model.md §21): "ode" (the paper's), "ode2" (second order: the state is (z, v) with
+dz/dt = v, dv/dt = f_dec(z, v)) or "lstm" (a two-layer ConvLSTM stepped once per query time, paper Table 4).
 Unlike the original (float64), everything runs in the dtype of the inputs and parameters, float32 by default
 (docs/design.md §2; docs/ode_float32.md measures the difference).
 All tensors are channel-last.
@@ -22,6 +24,8 @@ from vidstyleode_jax.models.layers import Conv, EqualConv2d, FusedLeakyReLU
 FIRST_STEP_OFFSET = 0.01
 # Dopri5 evaluates the vector field 6 times per attempted step; its 7th stage is reused by the next step (FSAL).
 DOPRI5_EVALS_PER_STEP = 6
+KINDS = ("ode", "ode2", "lstm")
+LSTM_LAYERS = 2  # the ConvLSTM that replaces the latent ODE in paper Table 4
 
 
 class EqualConvLReLU(nn.Module):
@@ -111,17 +115,42 @@ class ConvGRUCell(nn.Module):
 
 
 class Z0Head(nn.Module):
-  """1x1 conv -> ReLU -> 1x1 conv to 2C channels, of which the first C are z0.
+  """1x1 conv -> ReLU -> 1x1 conv to 2C channels, of which the first C (or all 2C) are the initial state.
 
-  The second half (the original's unused "std" output, §19.6) is computed and dropped so that ported weights fit.
+  A first-order decoder keeps the first half, z0, and drops the second (the original's unused "std" output, §19.6),
+  computed so that ported weights fit; the second-order decoder keeps both halves as (z0, v0).
   """
+
+  keep_both_halves: bool = False
 
   @nn.compact
   def __call__(self, h):
-    """h: [batch, h', w', c] -> z0 [batch, h', w', c]."""
+    """h: [batch, h', w', c] -> [batch, h', w', c], or [batch, h', w', 2c] with keep_both_halves."""
     channels = h.shape[-1]
     x = nn.relu(Conv(channels, 1, name="conv1")(h))
-    return Conv(2 * channels, 1, name="conv2")(x)[..., :channels]
+    x = Conv(2 * channels, 1, name="conv2")(x)
+    return x if self.keep_both_halves else x[..., :channels]
+
+
+class ConvLSTMCell(nn.Module):
+  """Convolutional LSTM cell: one 3x3 convolution of [x, h] gives the input, forget, output and candidate gates."""
+
+  @nn.compact
+  def __call__(self, x, state):
+    """x: [batch, h', w', c_in]; state: (h, c), each [batch, h', w', c] -> the new (h, c)."""
+    h, c = state
+    gates = Conv(4 * h.shape[-1], 3, name="gates")(jnp.concatenate([x, h], axis=-1))
+    input_gate, forget_gate, output_gate, candidate = jnp.split(gates, 4, axis=-1)
+    c = nn.sigmoid(forget_gate) * c + nn.sigmoid(input_gate) * jnp.tanh(candidate)
+    return nn.sigmoid(output_gate) * jnp.tanh(c), c
+
+
+def second_order_field(acceleration: Callable[[jax.Array], jax.Array], channels: int) -> Callable:
+  """The first-order field of y = [z, v] (concatenated on the last axis, `channels` each): dy/dt = [v, a(y)].
+
+  acceleration: y [..., 2 * channels] -> dv/dt [..., channels].
+  """
+  return lambda y: jnp.concatenate([y[..., channels:], acceleration(y)], axis=-1)
 
 
 def solve_ode(
@@ -185,8 +214,13 @@ def _as_pure_function(module: nn.Module, *example_inputs) -> Callable:
 
 
 class DynamicsEncoder(nn.Module):
-  """Frames and their times -> z0 -> z at query times -> dynamics tokens (§4)."""
+  """Frames and their times -> z0 -> z at query times -> dynamics tokens (§4).
 
+  The initial state that `encode` returns and `solve` takes is z0 [batch, h', w', C] for kind "ode" and "lstm", and
+  [z0, v0] [batch, h', w', 2C] for "ode2"; `solve` returns positions z only.
+  """
+
+  kind: str = "ode"
   base_channels: int = 32
   num_downsamples: int = 4
   spatial_channels: int = 256
@@ -197,11 +231,16 @@ class DynamicsEncoder(nn.Module):
   max_steps: int = 4096
 
   def setup(self):
+    if self.kind not in KINDS:
+      raise ValueError(f"dynamics kind {self.kind!r} must be one of {KINDS}")
     self.frame_encoder = ResnetEncoder(self.base_channels, self.num_downsamples, self.spatial_channels)
     self.f_enc = ODEFunc(self.spatial_channels, self.ode_hidden_channels)
     self.gru = ConvGRUCell()
-    self.z0_head = Z0Head()
-    self.f_dec = ODEFunc(self.spatial_channels, self.ode_hidden_channels)
+    self.z0_head = Z0Head(keep_both_halves=self.kind == "ode2")
+    if self.kind == "lstm":
+      self.lstm = [ConvLSTMCell() for _ in range(LSTM_LAYERS)]
+    else:
+      self.f_dec = ODEFunc(self.spatial_channels, self.ode_hidden_channels)
     self.to_tokens = Conv(self.token_dim, 1)
 
   def encode(self, frames, ts, mask):
@@ -216,7 +255,8 @@ class DynamicsEncoder(nn.Module):
       mask: [batch, time] in {0, 1}; 0 hides a frame from the encoder.
 
     Returns:
-      z0: [batch, h / 2**num_downsamples, w / 2**num_downsamples, spatial_channels].
+      the initial state: z0 [batch, h / 2**num_downsamples, w / 2**num_downsamples, spatial_channels], or [z0, v0]
+      with 2 * spatial_channels channels for kind "ode2".
     """
     batch, time = frames.shape[:2]
     codes = self.frame_encoder(frames.reshape(batch * time, *frames.shape[2:]))
@@ -235,18 +275,52 @@ class DynamicsEncoder(nn.Module):
     return self.z0_head(h)
 
   def solve(self, z0, query_ts):
-    """Latent ODE dz/dt = f_dec(z) with z(query_ts[0]) = z0, one solve for the whole batch (§4.6).
+    """The dynamics from the initial state z(query_ts[0]) = z0 at every query time, one solve for the whole batch.
+
+    kind "ode": dz/dt = f_dec(z) (§4.6); "ode2": dz/dt = v, dv/dt = f_dec([z, v]) from z0 = [z0, v0] (§21.1);
+    "lstm": the ConvLSTM stepped once per query time (§21.2).
 
     Args:
-      z0: [batch, h', w', spatial_channels].
+      z0: the initial state (see the class docstring).
       query_ts: [n_query] strictly increasing times, shared by the batch.
 
     Returns:
       z_t: [batch, n_query, h', w', spatial_channels] (inf at times a failed solve did not reach).
-      stats: solve_ode's stats (nfe, num_steps, num_accepted_steps, num_rejected_steps, solve_ok).
+      stats: solve_ode's stats (nfe, num_steps, num_accepted_steps, num_rejected_steps, solve_ok); the ConvLSTM
+        reports one accepted step per query time and no vector-field evaluation.
     """
+    if self.kind == "lstm":
+      return self.step_lstm(z0, query_ts)
     f_dec = _as_pure_function(self.f_dec, z0)
-    zs, stats = solve_ode(f_dec, z0, query_ts, self.rtol, self.atol, self.max_steps)
+    field = second_order_field(f_dec, self.spatial_channels) if self.kind == "ode2" else f_dec
+    zs, stats = solve_ode(field, z0, query_ts, self.rtol, self.atol, self.max_steps)
+    return jnp.moveaxis(zs[..., :self.spatial_channels], 0, 1), stats
+
+  def step_lstm(self, z0, query_ts):
+    """Two-layer ConvLSTM (§21.2): every layer starts from (h, c) = (z0, 0); one step per query time, whose input
+    is the time elapsed since the previous query (0 for the first) as one constant channel; the last layer's h at
+    each step is z at that query time."""
+    dts = jnp.diff(query_ts, prepend=query_ts[:1]).astype(z0.dtype)
+    states = tuple((z0, jnp.zeros_like(z0)) for _ in self.lstm)
+    example = jnp.zeros(z0.shape[:-1] + (1,), z0.dtype)
+    cells = []
+    for cell, (h, _) in zip(self.lstm, states):
+      cells.append(_as_pure_function(cell, example, (h, h)))
+      example = h
+
+    def step(states, dt):
+      x = jnp.full(z0.shape[:-1] + (1,), dt, z0.dtype)
+      new_states = []
+      for cell, state in zip(cells, states):
+        state = cell(x, state)
+        new_states.append(state)
+        x = state[0]
+      return tuple(new_states), x
+
+    _, zs = jax.lax.scan(step, states, dts)
+    num_steps = jnp.asarray(query_ts.shape[0], jnp.int32)
+    stats = dict(num_steps=num_steps, num_accepted_steps=num_steps, num_rejected_steps=jnp.zeros((), jnp.int32),
+                 nfe=jnp.zeros((), jnp.int32), solve_ok=jnp.asarray(True))
     return jnp.moveaxis(zs, 0, 1), stats
 
   def tokens(self, z_t):
@@ -255,7 +329,7 @@ class DynamicsEncoder(nn.Module):
     return x.reshape(*x.shape[:2], -1, x.shape[-1])
 
   def __call__(self, frames, ts, mask, query_ts):
-    """Returns (tokens [batch, n_query, h' * w', token_dim], z0 [batch, h', w', C], stats); arguments as above."""
+    """Returns (tokens [batch, n_query, h' * w', token_dim], the initial state z0, stats); arguments as above."""
     z0 = self.encode(frames, ts, mask)
     z_t, stats = self.solve(z0, query_ts)
     return self.tokens(z_t), z0, stats

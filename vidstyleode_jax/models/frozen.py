@@ -1,8 +1,8 @@
-"""The frozen pretrained networks: StyleGAN2 generator, CLIP and DINO.
+"""The frozen pretrained networks: StyleGAN2 generator, CLIP and DINO, and VGG16 for the perceptual-loss ablation.
 
 Their variables live outside the train state: they are passed to the jitted step as a separate argument, receive
-no gradient and no update. `FrozenNetworks` holds the modules and the preprocessing settings and offers the four
-functions the model and the losses need.
+no gradient and no update. `FrozenNetworks` holds the modules and the preprocessing settings and offers the
+functions the model and the losses need. VGG16 is built only for runs with loss.perceptual = "vgg" (network_names).
 
 Each network's architecture has one owner. With config.<name>.checkpoint set, it is the ported folder's
 architecture.json (written by `python -m port_weights` from the checkpoint's shapes), and the config holds only
@@ -22,6 +22,7 @@ from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import clip as clip_lib
 from vidstyleode_jax.models import dino as dino_lib
 from vidstyleode_jax.models import stylegan2
+from vidstyleode_jax.models import vgg as vgg_lib
 from vidstyleode_jax.models import vit
 
 
@@ -38,6 +39,7 @@ class FrozenNetworks:
   remat_generator: bool = False
   remat_clip: bool = False
   remat_dino: bool = False
+  vgg: vgg_lib.VGG16 | None = None
 
   def _cast(self, tree):
     """Floating arrays of `tree` in the compute dtype (a no-op for float32); the stored params stay float32."""
@@ -75,11 +77,22 @@ class FrozenNetworks:
                                             self.dino_cls_layer), images, self.remat_dino)
     return jax.tree.map(lambda x: x.astype(jnp.float32), descriptors)
 
+  def vgg_features(self, variables, images01):
+    """images01: [n, H, W, 3] in [0, 1] -> [relu1_2, relu2_2, relu3_3, relu4_3] feature maps (models/vgg.py)."""
+    features = self.vgg.apply(*self._cast((variables["vgg"], images01)))
+    return [x.astype(jnp.float32) for x in features]
+
 
 # Each frozen network (by its config section): what builds its module from the architecture fields (a Flax module
 # class or a factory function), and the ported kinds it accepts.
-BUILDERS = dict(generator=stylegan2.Generator, clip=clip_lib.CLIP, dino=dino_lib.dino_vit)
-PORTED_KINDS = dict(generator=("stylegan2", "stylegan2-ada"), clip=("clip",), dino=("dino",))
+BUILDERS = dict(generator=stylegan2.Generator, clip=clip_lib.CLIP, dino=dino_lib.dino_vit, vgg=vgg_lib.VGG16)
+PORTED_KINDS = dict(generator=("stylegan2", "stylegan2-ada"), clip=("clip",), dino=("dino",), vgg=("vgg",))
+ALWAYS = ("generator", "clip", "dino")
+
+
+def network_names(config):
+  """The frozen networks a run uses: always ALWAYS, and VGG16 when config.loss.perceptual is "vgg"."""
+  return ALWAYS + (("vgg",) if config.loss.get("perceptual") == "vgg" else ())
 
 
 def architecture_fields(builder):
@@ -94,7 +107,7 @@ def _same(a, b):
   return as_tuple(a) == as_tuple(b)
 
 
-def resolve_architectures(config, architectures=None, names=tuple(BUILDERS)):
+def resolve_architectures(config, architectures=None, names=None):
   """`config` (a copy) with each frozen network's architecture fields taken from its ported folder.
 
   A network whose config.<name>.checkpoint is set is built as its ported folder's architecture.json says (read
@@ -105,7 +118,8 @@ def resolve_architectures(config, architectures=None, names=tuple(BUILDERS)):
     config: a run config.
     architectures: optional {name: architecture dict} used instead of reading config.<name>.checkpoint (for
       benchmarks of published checkpoints that are not at hand).
-    names: the networks to resolve (dataset preparation needs only the generator and CLIP).
+    names: the networks to resolve (default: network_names(config); dataset preparation needs only the generator
+      and CLIP).
 
   Raises:
     UserError: a folder is missing or of the wrong kind, records a field the module does not take, or disagrees
@@ -113,6 +127,7 @@ def resolve_architectures(config, architectures=None, names=tuple(BUILDERS)):
   """
   resolved = config.copy_and_resolve_references()
   resolved.unlock()
+  names = network_names(config) if names is None else names
   for name in names:
     builder, path = BUILDERS[name], config[name].checkpoint
     if architectures is not None and name in architectures:
@@ -184,6 +199,7 @@ def build(config) -> FrozenNetworks:
       remat_generator=config.generator.remat,
       remat_clip=config.clip.remat,
       remat_dino=config.dino.remat,
+      vgg=network("vgg", config) if "vgg" in network_names(config) else None,
   )
 
 
@@ -193,11 +209,14 @@ def _init_fns(networks: FrozenNetworks):
   image = jnp.zeros((1, networks.clip_image_size, networks.clip_image_size, 3))
   tokens = jnp.zeros((1, networks.clip.context_length), jnp.int32)
   dino_input = jnp.zeros((1, networks.dino_short_side, networks.dino_short_side, 3))
-  return dict(
+  fns = dict(
       generator=lambda key: networks.generator.init(key, w_plus),
       clip=lambda key: networks.clip.init(key, image, tokens),
       dino=lambda key: networks.dino.init(key, dino_input),
   )
+  if networks.vgg is not None:
+    fns["vgg"] = lambda key: networks.vgg.init(key, jnp.zeros((1, 16, 16, 3)))
+  return fns
 
 
 def _load_ported(name, path, init_fn):
@@ -218,7 +237,7 @@ def _load_ported(name, path, init_fn):
 def load_or_init(networks: FrozenNetworks, config, key):
   """Frozen variables: ported weights where config.<name>.checkpoint is set, random from `key` otherwise (demo)."""
   init_fns = _init_fns(networks)
-  keys = dict(zip(init_fns, jax.random.split(key, len(init_fns))))
+  keys = dict(zip(ALWAYS, jax.random.split(key, len(ALWAYS))), vgg=jax.random.fold_in(key, len(ALWAYS)))
   return {
       name: _load_ported(name, config[name].checkpoint, init_fn) if config[name].checkpoint else init_fn(keys[name])
       for name, init_fn in init_fns.items()

@@ -5,6 +5,10 @@ the self-attended dynamics tokens through two parallel cross-attention branches 
 sees the style token alone. Each branch ends in its own LayerNorm and bias-free projection, giving one conditioning
 vector per W+ group.
 
+Two ablations of paper Table 4 (docs/model.md §21.3): `self_attention=False` drops the self-attention blocks (the
+context is the positioned dynamics tokens), and `fusion="concat"` replaces each cross-attention branch by one dense
+layer over the concatenation of the style token and the flattened context.
+
 The self-attention does not depend on the style, so several style tokens per video (the reconstruction and the
 edited branch of training) share one pass over the dynamics tokens. The cross-attention has one query token, so its
 context LayerNorm and its key and value projections are applied on the query side (`SingleQueryAttention`): the
@@ -20,6 +24,7 @@ import jax.numpy as jnp
 from vidstyleode_jax.models import block_scan
 
 NUM_GROUPS = 3  # coarse, medium, fine
+FUSIONS = ("cross_attention", "concat")
 LAYER_NORM_EPS = 1e-5
 
 _dense_init = nn.initializers.normal(0.02)
@@ -153,6 +158,9 @@ class ModulationNetwork(nn.Module):
     self_mlp_dim: hidden width of the self-attention MLPs (4 * width).
     cross_mlp_dim: hidden width of the cross-attention MLPs (2 * width).
     num_dynamics_tokens: size of the dynamics positional table; must be >= the number of tokens given.
+    self_attention: whether the dynamics tokens go through the self-attention blocks.
+    fusion: how the coarse and medium branches combine the style token with the context: "cross_attention", or
+      "concat" (one dense layer over [style, context flattened], sized at init by the number of tokens).
   """
 
   width: int = 512
@@ -162,6 +170,8 @@ class ModulationNetwork(nn.Module):
   self_mlp_dim: int = 2048
   cross_mlp_dim: int = 1024
   num_dynamics_tokens: int = 48
+  self_attention: bool = True
+  fusion: str = "cross_attention"
 
   def attend_dynamics(self, dynamics_tokens):
     """dynamics_tokens: [batch, tokens, width] -> the self-attended context [batch, tokens, width]."""
@@ -170,23 +180,35 @@ class ModulationNetwork(nn.Module):
       raise ValueError(f"{num_tokens} dynamics tokens exceed num_dynamics_tokens={self.num_dynamics_tokens}")
     dynamics_pos = self.param("dynamics_pos_embedding", nn.initializers.zeros, (1, self.num_dynamics_tokens, self.width))
     y = dynamics_tokens + dynamics_pos[:, :num_tokens]
+    if not self.self_attention:
+      return y
     block = SelfAttentionBlock(self.num_heads, self.self_mlp_dim, parent=None)
     return block_scan.scan_blocks(self, block, [f"self_{i}" for i in range(self.num_self_layers)], y)[0]
 
   def condition(self, styles, context):
     """styles: [styles, batch, width]; context: [batch, tokens, width] -> [styles, batch, 3, width]."""
+    if self.fusion not in FUSIONS:
+      raise ValueError(f"modulation fusion {self.fusion!r} must be one of {FUSIONS}")
     style_pos = self.param("style_pos_embedding", nn.initializers.zeros, (1, 1, self.width))
     query = styles + style_pos[0]
     normalized = normalize(context)
     branches = []
     for group in range(NUM_GROUPS):
       x = query
-      if group < 2:
+      if group < 2 and self.fusion == "concat":
+        x = self.concat_fusion(x, context, name=f"concat_{group}")
+      elif group < 2:
         for i in range(self.num_cross_layers):
           x = CrossAttentionBlock(self.num_heads, self.cross_mlp_dim, name=f"cross_{group}_{i}")(x, normalized)
       x = _layer_norm(f"head_ln_{group}")(x)
       branches.append(nn.Dense(self.width, use_bias=False, kernel_init=_dense_init, name=f"head_{group}")(x))
     return jnp.stack(branches, axis=-2)
+
+  def concat_fusion(self, query, context, name):
+    """query: [styles, batch, width]; context: [batch, tokens, width] -> Dense([query, context flattened]) [styles,
+    batch, width]: (1 + tokens) * width inputs, width outputs, with bias."""
+    flat = jnp.broadcast_to(context.reshape(context.shape[0], -1), query.shape[:-1] + (context[0].size,))
+    return nn.Dense(self.width, kernel_init=_dense_init, name=name)(jnp.concatenate([query, flat], axis=-1))
 
   @nn.compact
   def __call__(self, styles, dynamics_tokens):

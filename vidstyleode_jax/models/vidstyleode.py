@@ -2,7 +2,8 @@
 
 For a video and any query times it produces W+ latents w_t = z_C + delta_scale * Δ_t, where z_C is the content
 code (mean W+ inversion of the clip), Δ_t comes from the mapper conditioned on the style token and the dynamics
-tokens at time t. The frozen generator renders w_t (see models/frozen.py); this module never sees images at the
+tokens at time t; without latent residuals (`residual=False`, paper Table 3) the mapper's output is w_t itself.
+The frozen generator renders w_t (see models/frozen.py); this module never sees images at the
 generator's resolution.
 """
 
@@ -24,13 +25,17 @@ class VidStyleODE(nn.Module):
   modulation: modulation_lib.ModulationNetwork
   mapper: mapper_lib.StyleMapper
   delta_scale: float = 0.01
+  residual: bool = True
 
   def encode(self, frames, times, mask):
-    """frames: [batch, T, h, w, 3] in [0, 1] at the dynamics resolution; times: [T]; mask: [batch, T] -> z0."""
+    """frames: [batch, T, h, w, 3] in [0, 1] at the dynamics resolution; times: [T]; mask: [batch, T] -> z0.
+
+    z0 is the dynamics encoder's initial state (DynamicsEncoder: [batch, h', w', C], or 2C channels for "ode2").
+    """
     return self.dynamics.encode(frames, times, mask)
 
   def solve(self, z0, query_times):
-    """z0: [batch, h', w', C]; query_times: [N] increasing -> (z_t [batch, N, h', w', C], solver stats)."""
+    """z0: the initial state from `encode`; query_times: [N] increasing -> (z_t [batch, N, h', w', C], stats)."""
     return self.dynamics.solve(z0, query_times)
 
   def latents(self, z_t, content, style):
@@ -59,7 +64,7 @@ class VidStyleODE(nn.Module):
     content_flat = jnp.broadcast_to(per_frame(content, 0), (num_styles, batch * frames) + content.shape[1:])
     content_flat = content_flat.reshape((-1,) + content.shape[1:])
     delta = self.mapper(content_flat, conditions.reshape((-1,) + conditions.shape[2:]))
-    w = content_flat + self.delta_scale * delta
+    w = content_flat + self.delta_scale * delta if self.residual else delta
     return w.reshape((num_styles, batch, frames) + content.shape[1:])
 
   def __call__(self, frames, times, mask, query_times, content, styles: Sequence):
@@ -81,4 +86,5 @@ def build(config) -> VidStyleODE:
       modulation=modulation_lib.ModulationNetwork(**fields_of(modulation_lib.ModulationNetwork, config.modulation)),
       mapper=mapper_lib.StyleMapper(**fields_of(mapper_lib.StyleMapper, config.mapper)),
       delta_scale=config.mapper.delta_scale,
+      residual=config.mapper.residual,
   )

@@ -1,0 +1,63 @@
+"""The ablations of the paper's Tables 3, 4 and 6, and the second-order latent ODE, as named config variants.
+
+  python -m vidstyleode_jax.train --config=configs/ablations.py:lstm --workdir=runs/ablations/lstm
+  python -m vidstyleode_jax.train --config=configs/ablations.py:fashion/lstm --workdir=...  # on the paper's setting
+
+The text after ':' is VARIANT or BASE/VARIANT, BASE one of demo (default), fashion, ravdess. Every variant is its
+base config with the fields of VARIANTS changed; `python -m vidstyleode_jax.ablations` trains them all on the demo
+data and writes one comparison table (docs/model.md §21, README "Ablations").
+
+Not reproduced: the rows of Table 3 that add a temporal discriminator (StyleGAN-V's "SD", MoCoGAN-HD's "MD"), which
+need adversarial training.
+"""
+
+from vidstyleode_jax import config_files
+
+BASES = ("demo", "fashion", "ravdess")
+NO_CONSISTENCY = {"loss.consistency": 0.0}
+VGG_PERCEPTUAL = {"loss.perceptual": "vgg"}
+# Faster motion than the demo's: the solves get more room than its 64 steps (a failed solve stops learning).
+PERIODIC = {"data.motion": "periodic", "dynamics.max_steps": 256}
+# name -> (the paper's row, the fields it changes).
+VARIANTS = {
+    "full": ("Tables 3 and 4: VidStyleODE; Table 6: mean content", {}),
+    "no_consistency": ("Table 3: w/o L_C", NO_CONSISTENCY),
+    "no_consistency_no_residual": ("Table 3: w/o L_C, latent residuals", {**NO_CONSISTENCY, "mapper.residual": False}),
+    "vgg_no_consistency": ("Table 3: w/o L_A, L_S and L_C (VGG perceptual loss instead)",
+                           {**NO_CONSISTENCY, **VGG_PERCEPTUAL}),
+    "lstm": ("Table 4: w/o ODE (w/ LSTM)", {"dynamics.kind": "lstm"}),
+    "no_self_attention": ("Table 4: w/o Self-Attn", {"modulation.self_attention": False}),
+    "concat": ("Table 4: w/o Cross-Attn (w/ Concat)", {"modulation.fusion": "concat"}),
+    "content_first": ("Table 6: first-frame content", {"model.content": "first"}),
+    "content_random": ("Table 6: random-frame content", {"model.content": "random"}),
+    "ode2": ("second-order latent ODE (paper §6, future work)", {"dynamics.kind": "ode2"}),
+    "periodic_ode": ("periodic demo motion, first-order ODE", PERIODIC),
+    "periodic_ode2": ("periodic demo motion, second-order ODE", {**PERIODIC, "dynamics.kind": "ode2"}),
+}
+# The frozen VGG16 of the perceptual loss: random and narrow on the demo, torchvision's ImageNet weights otherwise
+# (`python -m port_weights vgg vgg16-397923af.pth ported/vgg16`, docs/checkpoints.md §9).
+VGG_SECTIONS = {
+    "demo": dict(checkpoint="", widths=(8, 16, 32, 32)),
+    "fashion": dict(checkpoint="ported/vgg16"),
+    "ravdess": dict(checkpoint="ported/vgg16"),
+}
+
+
+def get_config(arg="full"):
+  base, _, variant = arg.rpartition("/")
+  base = base or "demo"
+  if base not in BASES:
+    raise ValueError(f"configs/ablations.py:{arg}: base {base!r} must be one of {BASES}")
+  if variant not in VARIANTS:
+    raise ValueError(f"configs/ablations.py:{arg}: variant {variant!r} must be one of {sorted(VARIANTS)}")
+  _, fields = VARIANTS[variant]
+  if base != "demo" and "data.motion" in fields:
+    raise ValueError(f"configs/ablations.py:{arg}: the periodic variants need the demo's synthetic data")
+  config = config_files.sibling(__file__, base).get_config()
+  if fields.get("loss.perceptual") == "vgg":
+    config.vgg = VGG_SECTIONS[base]
+  for field, value in fields.items():
+    section, key = field.split(".")
+    del config[section][key]  # the value may change type (a ramp becomes the constant 0)
+    config[section][key] = value
+  return config

@@ -1,0 +1,184 @@
+r"""Trains variants of configs/ablations.py on the demo data for one budget and writes one comparison table.
+
+  python -m vidstyleode_jax.ablations --workdir=runs/ablations --num_steps=300
+  python -m vidstyleode_jax.ablations --workdir=runs/ablations --num_steps=300 \
+      --variants=periodic_ode,periodic_ode2 --gif=docs/periodic_extrapolation.gif
+
+Each variant trains in WORKDIR/VARIANT (train.train: an unfinished run resumes, a finished one is only evaluated).
+Then the held-out demo videos are continued past their data.frames_per_video frames (the same videos, longer:
+data/sources.synthetic_videos), the encoder sees data.frames_per_clip evenly spaced frames of the first
+data.frames_per_video frames (the observed window, as long as the training videos), z_C comes from those frames
+(model.content), and the model decodes every frame up to two motion periods past the window. Reported, as the MSE
+of the frames in [-1, 1] at the data size averaged over the held-out videos (docs/model.md §21.7):
+  rec: the frames of the observed window, observed or not;
+  extrap_1, extrap_2: the first and the second motion period after the window (each video its own period);
+  content: rendering z_C at every frame of the window, the baseline of a model that learned no motion.
+WORKDIR/comparison.md and comparison.json receive the table. --gif writes extrapolations of the first held-out
+videos by the first- and second-order periodic runs beside the truth.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app
+from absl import flags
+
+from vidstyleode_jax import backends
+from vidstyleode_jax import config_files
+from vidstyleode_jax import errors
+from vidstyleode_jax import files
+from vidstyleode_jax import heldout
+from vidstyleode_jax import inference
+from vidstyleode_jax import train
+from vidstyleode_jax import video_io
+from vidstyleode_jax.apps import trained_run
+from vidstyleode_jax.data import sources
+from vidstyleode_jax.errors import UserError
+
+HORIZONS = (1, 2)  # motion periods past the observed window
+GIF_RUNS = {"first order": "periodic_ode", "second order": "periodic_ode2"}
+GIF_FPS = 8.0
+
+# --workdir (defined by vidstyleode_jax.train): the folder of the runs (one per variant) and of the table.
+flags.DEFINE_string("config_file", "configs/ablations.py", "The variants' config file.")
+flags.DEFINE_integer("num_steps", 300, "Training steps of every variant.")
+flags.DEFINE_list("variants", None, "Variants of configs/ablations.py to train and compare (default: all).")
+flags.DEFINE_integer("eval_max_steps", 4096, "dynamics.max_steps for the long evaluation solves.")
+flags.DEFINE_string("gif", None, "Also write this gif: first order | second order | truth on periodic videos.")
+flags.DEFINE_integer("gif_videos", 2, "Held-out videos in the gif.")
+
+
+def variant_config(config_file, variant, num_steps):
+  """The demo config of `variant` trained for num_steps, evaluated and checkpointed only at the end."""
+  config = config_files.load(f"{config_file}:{variant}")
+  config.train.update(num_steps=num_steps, checkpoint_every=num_steps, sample_every=num_steps)
+  return config
+
+
+def long_eval_videos(run):
+  """The run's held-out videos continued to (1 + len(HORIZONS)) * data.frames_per_video frames."""
+  window = run.config.data.frames_per_video
+  return sources.synthetic_videos(run.config, run.nets.frozen, run.frozen_vars, "eval",
+                                  num_frames=(1 + len(HORIZONS)) * window)
+
+
+def make_decode(nets):
+  """-> jitted (params, frozen_vars, frames01, wplus, times, query_times) -> (frames at the data size [b, N, H, W, 3],
+  z_C rendered [b, H, W, 3]), from the observed frames01 [b, T, ...] and their inversions at `times`."""
+
+  def decode(params, frozen_vars, frames01, wplus, times, query_times):
+    mask = jnp.ones(frames01.shape[:2])
+    _, frames = inference.reconstruct(nets, params, frozen_vars, frames01, wplus, times, mask, query_times)
+    content = inference.content_code(nets.config, wplus)
+    return frames, inference.render_frames(nets, frozen_vars, content)[1]
+
+  return jax.jit(decode, compiler_options=backends.compiler_options())
+
+
+def extrapolate(run, videos):
+  """Decodes every frame of `videos` from the observed window. -> (frames [b, L, H, W, 3] in about [-1, 1],
+  content frames [b, H, W, 3])."""
+  d = run.config.data
+  observed = heldout.eval_frame_numbers(np.arange(d.frames_per_video), d.frames_per_clip)
+  all_times = (np.arange(videos.frames.shape[1]) / d.video_length).astype(np.float32)
+  frames01 = videos.frames[:, observed].astype(np.float32) / 255.0
+  frames, content = make_decode(run.nets)(run.params, run.frozen_vars, frames01, videos.wplus[:, observed],
+                                          all_times[observed], all_times)
+  return np.asarray(frames), np.asarray(content)
+
+
+def window_errors(frame_errors, window, periods):
+  """frame_errors: [videos, L] per-frame MSE; window: observed frames; periods: [videos] frames.
+
+  Returns {"rec": mean over the window, "extrap_h": mean over frames [window + (h-1) P, window + h P) of each video
+  (P its period, rounded), averaged over the videos}.
+  """
+  errors_by_name = {"rec": float(np.mean(frame_errors[:, :window]))}
+  for horizon in HORIZONS:
+    per_video = []
+    for errors_v, period in zip(frame_errors, np.round(periods).astype(int)):
+      start = window + (horizon - 1) * period
+      if start + period > len(errors_v):
+        raise ValueError(f"horizon {horizon} of a {period}-frame period needs {start + period} frames, "
+                         f"the videos have {len(errors_v)}")
+      per_video.append(np.mean(errors_v[start:start + period]))
+    errors_by_name[f"extrap_{horizon}"] = float(np.mean(per_video))
+  return errors_by_name
+
+
+def evaluate(run):
+  """The comparison numbers of one trained run (see the module docstring), and its parameter count."""
+  videos = long_eval_videos(run)
+  frames, content = extrapolate(run, videos)
+  real = videos.frames.astype(np.float32) / 127.5 - 1.0
+  window = run.config.data.frames_per_video
+  frame_errors = np.mean(np.square(frames - real), axis=(2, 3, 4))
+  metrics = window_errors(frame_errors, window, videos.periods)
+  metrics["content"] = float(np.mean(np.square(content[:, None] - real[:, :window])))
+  metrics["params"] = int(sum(x.size for x in jax.tree.leaves(run.params)))
+  return metrics
+
+
+def comparison_table(results, num_steps, paper_rows):
+  """Markdown: one section per demo motion, one row per variant; paper_rows: variant -> the paper's row."""
+  lines = [f"Held-out frame MSE in [-1, 1] after {num_steps} training steps (`python -m vidstyleode_jax.ablations`); "
+           "rec: observed window; extrap_h: h-th motion period after it; content: z_C at every frame."]
+  for motion in ("sinusoid", "periodic"):
+    rows = [(name, m) for name, m in results.items() if m["motion"] == motion]
+    if not rows:
+      continue
+    lines += ["", f"Demo motion `{motion}`:", "",
+              "| variant | paper row | params | rec | extrap_1 | extrap_2 | content |", "|---|---|---|---|---|---|---|"]
+    for name, m in rows:
+      lines.append(f"| {name} | {paper_rows[name]} | {m['params']:,} | {m['rec']:.4f} | "
+                   f"{m['extrap_1']:.4f} | {m['extrap_2']:.4f} | {m['content']:.4f} |")
+  return "\n".join(lines) + "\n"
+
+
+def write_gif(path, runs, num_videos):
+  """First-order | second-order | truth on the first held-out periodic videos, from the middle of the observed
+  window to two periods past it (the window ends at frame data.frames_per_video)."""
+  columns = {}
+  for title, run in runs.items():
+    videos = long_eval_videos(run)
+    columns[title] = extrapolate(run, videos)[0][:num_videos]
+  columns["truth"] = videos.frames[:num_videos]
+  first = run.config.data.frames_per_video // 2
+  columns = {title: frames[:, first:] for title, frames in columns.items()}
+  video_io.write_gif(path, video_io.video_grid(columns), GIF_FPS)
+
+
+@errors.exits_on_user_error("ablations")
+def main(argv):
+  del argv
+  workdir, num_steps, config_file = flags.FLAGS.workdir, flags.FLAGS.num_steps, flags.FLAGS.config_file
+  if not os.path.isfile(config_file):
+    raise UserError(f"--config_file: {config_file} not found")
+  module = config_files.sibling(config_file, os.path.splitext(os.path.basename(config_file))[0])
+  paper_rows = {name: row for name, (row, _) in module.VARIANTS.items()}
+  variants = flags.FLAGS.variants or list(paper_rows)
+  unknown = sorted(set(variants) - set(paper_rows))
+  if unknown:
+    raise UserError(f"--variants: unknown {unknown}; expected names of {sorted(paper_rows)}")
+  results = {}
+  for variant in variants:
+    run_dir = os.path.join(workdir, variant)
+    train.train(variant_config(config_file, variant, num_steps), run_dir, progress=False)
+    run = trained_run.load(run_dir, ode_max_steps=flags.FLAGS.eval_max_steps)
+    results[variant] = dict(evaluate(run), motion=run.config.data.motion)
+    print(variant, results[variant], flush=True)
+  files.write_text(os.path.join(workdir, "comparison.json"), json.dumps(results, indent=2) + "\n")
+  files.write_text(os.path.join(workdir, "comparison.md"), comparison_table(results, num_steps, paper_rows))
+  print(comparison_table(results, num_steps, paper_rows))
+  if flags.FLAGS.gif:
+    runs = {title: trained_run.load(os.path.join(workdir, name), ode_max_steps=flags.FLAGS.eval_max_steps)
+            for title, name in GIF_RUNS.items()}
+    write_gif(flags.FLAGS.gif, runs, flags.FLAGS.gif_videos)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["workdir"])
+  app.run(main, flags_parser=errors.absl_flags_parser("ablations"))
