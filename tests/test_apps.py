@@ -140,8 +140,8 @@ def test_interpolate_at_the_observed_frames_is_the_reconstruction(run):
 def test_interpolate_at_double_fps_keeps_the_observed_frames(run, tmp_path):
   output, raw = str(tmp_path / "double.mp4"), str(tmp_path / "double.npy")
   assert cli.main(["interpolate", "--workdir", run.workdir, "--video", run.path("demo_0.mp4"), "--inversions",
-                   run.path("demo_0.npy"), "--fps", str(2 * DEMO_EXPORT_FPS), "--resolution", "data", "--output", output,
-                   "--save-frames", raw, "--side-by-side", "--no-progress"]) == 0
+                   run.path("demo_0.npy"), "--fps", str(2 * DEMO_EXPORT_FPS), "--resolution", "data",
+                   "--output", output, "--save-frames", raw, "--side-by-side", "--no-progress"]) == 0
   frames, fps = video_io.read_video(output)
   count = run.config.data.frames_per_video
   assert frames.shape == (2 * count - 1, 32, 32, 3) and fps == 2 * DEMO_EXPORT_FPS

@@ -116,7 +116,8 @@ def test_convert_openai_bpe_layout(tmp_path):
   np.testing.assert_array_equal(tokenizer("Hello")[0, :3], [516, 515, 517])
 
 
-OPEN_CLIP_WHEEL = "open_clip_torch==3.3.0"  # ships OpenAI's BPE file; downloaded, never installed (it needs torchvision)
+# The wheel ships OpenAI's BPE file; it is downloaded, never installed (it needs torchvision).
+OPEN_CLIP_WHEEL = "open_clip_torch==3.3.0"
 
 
 @pytest.fixture(scope="module")

@@ -86,7 +86,10 @@ def render_frames(nets, frozen_vars, w):
 
 
 def reconstruct(nets, params, frozen_vars, frames01, wplus, times, mask, query_times):
-  """Encodes the observed frames and decodes W+ at query_times; returns (w [batch, N, ...], frames [batch, N, H, W, 3])."""
+  """Encodes the observed frames and decodes W+ at query_times.
+
+  Returns (w [batch, N, ...], frames [batch, N, H, W, 3]).
+  """
   content = content_code(nets.config, wplus)
   style, _ = style_token(nets, frozen_vars, content)
   model = nets.model

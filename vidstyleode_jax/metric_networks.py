@@ -94,8 +94,8 @@ def i3d_features(network: MetricNetwork):
 
 def inception_outputs(network: MetricNetwork):
   """-> images [n, H, W, 3] uint8 -> {"pool3": [n, 2048], "logits": [n, 1008] if the network has them} (jitted)."""
-  return _bound(lambda variables, images: network.module.apply(variables, inception.preprocess(video_io.to_m11(images))),
-                network.variables)
+  apply = lambda variables, images: network.module.apply(variables, inception.preprocess(video_io.to_m11(images)))
+  return _bound(apply, network.variables)
 
 
 def raft_size(height: int, width: int, variant: str) -> tuple[int, int]:

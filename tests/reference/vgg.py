@@ -26,8 +26,9 @@ class VGG16(nn.Module):
       layers.append(nn.MaxPool2d(2, 2))
     self.features = nn.Sequential(*layers)
     self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-    self.classifier = nn.Sequential(nn.Linear(channels * 49, hidden), nn.ReLU(), nn.Dropout(), nn.Linear(hidden, hidden),
-                                    nn.ReLU(), nn.Dropout(), nn.Linear(hidden, num_classes))
+    self.classifier = nn.Sequential(nn.Linear(channels * 49, hidden), nn.ReLU(), nn.Dropout(),
+                                    nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(),
+                                    nn.Linear(hidden, num_classes))
 
   def block_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
     """x: [n, 3, H, W] already ImageNet-normalised -> the outputs of features[BLOCK_OUTPUTS], NCHW."""

@@ -178,7 +178,8 @@ class ModulationNetwork(nn.Module):
     num_tokens = dynamics_tokens.shape[1]
     if num_tokens > self.num_dynamics_tokens:
       raise ValueError(f"{num_tokens} dynamics tokens exceed num_dynamics_tokens={self.num_dynamics_tokens}")
-    dynamics_pos = self.param("dynamics_pos_embedding", nn.initializers.zeros, (1, self.num_dynamics_tokens, self.width))
+    dynamics_pos = self.param("dynamics_pos_embedding", nn.initializers.zeros,
+                              (1, self.num_dynamics_tokens, self.width))
     y = dynamics_tokens + dynamics_pos[:, :num_tokens]
     if not self.self_attention:
       return y
