@@ -4,7 +4,9 @@ JAX's persistent compilation cache is turned on for the whole session, subproces
 environment): the same train step, generator or app program compiled by several tests is compiled once.
 """
 
+import ctypes
 import dataclasses
+import gc
 import os
 import sys
 
@@ -24,6 +26,29 @@ def tiny_config(num_steps=3):
   config.data.update(num_train_videos=8, num_eval_videos=4, frames_per_video=12, batch_size=4)
   config.train.update(num_steps=num_steps, log_every=1, checkpoint_every=num_steps, sample_every=num_steps)
   return config
+
+
+@pytest.fixture(autouse=True, scope="module")
+def free_compiled_programs():
+  """Drops each test module's compiled programs when it ends: kept all session long, they pass 15 GB.
+
+  Programs a later module compiles again come from the persistent compilation cache.
+  """
+  yield
+  import jax
+  jax.clear_caches()
+  gc.collect()
+  ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand the freed heap back to the system
+
+
+def pytest_runtest_teardown(item):
+  """With VIDSTYLEODE_TEST_MEMORY=FILE, appends each test's peak resident memory (GiB) of this process to FILE."""
+  path = os.environ.get("VIDSTYLEODE_TEST_MEMORY")
+  if path:
+    with open("/proc/self/status") as f:
+      peak_kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    with open(path, "a") as f:
+      f.write(f"{peak_kib / 2**20:.2f}\t{os.getpid()}\t{item.nodeid}\n")
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ import pytest
 from configs import demo
 from vidstyleode_jax import train
 
+pytestmark = pytest.mark.extended  # minutes of training: not in CI (pyproject.toml)
+
 
 @pytest.mark.slow
 def test_demo_halves_the_content_only_reconstruction_error(tmp_path):

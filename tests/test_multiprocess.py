@@ -32,6 +32,8 @@ import pytest
 from vidstyleode_jax import text
 from vidstyleode_jax.data import synthetic
 
+pytestmark = pytest.mark.extended  # minutes of training: not in CI (pyproject.toml)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 1800  # a guard against a hung collective; a busy 2-core machine needs ~15 min per phase
 LOSS_RTOL = 1e-5

@@ -145,6 +145,7 @@ def read_metrics(workdir):
 
 
 @pytest.mark.slow  # two tiny training runs: about 2 x 2 minutes of compilation on 2 CPU cores
+@pytest.mark.extended
 def test_prepared_kind_trains_with_the_same_losses_as_the_synthetic_kind(demo_dirs):
   train.train(synthetic_config(demo_dirs, num_steps=2), str(demo_dirs / "synthetic"), progress=False)  # cached videos
   train.train(demo_prepared_config(demo_dirs), str(demo_dirs / "prepared"), progress=False)

@@ -8,6 +8,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from tests.conftest import tiny_config
 from vidstyleode_jax import parallel
@@ -56,6 +57,7 @@ def read_metrics(workdir):
   return [line for line in lines if "step" in line and "loss/total" in line]
 
 
+@pytest.mark.extended
 def test_resume_gives_the_same_params_and_data_order(tmp_path):
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
   state_straight, _ = train.train(tiny_config(num_steps=4), straight, progress=False)
@@ -112,6 +114,7 @@ print(json.dumps(dict(loss_1=results[1][0], loss_4=results[4][0], loss_diff=loss
 """
 
 
+@pytest.mark.extended
 def test_four_devices_match_one_device(tmp_path):
   """One step on the same global batch: sharded over 4 simulated CPU devices vs 1 device.
 

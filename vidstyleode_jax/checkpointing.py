@@ -12,6 +12,7 @@ The run's config is kept next to the checkpoints (WORKDIR/config.json) so that i
 
 import contextlib
 import json
+import logging as python_logging
 import os
 import shutil
 import uuid
@@ -44,6 +45,19 @@ def read_config(workdir):
     return ml_collections.ConfigDict(json.load(f))
 
 
+@contextlib.contextmanager
+def _absl_warnings_off():
+  """Silences absl warnings: orbax warns that a read-only manager saves nothing, which a reader knows (the apps'
+  stderr would carry those lines above their one-line errors)."""
+  logger = logging.get_absl_logger()
+  level = logger.level
+  logger.setLevel(python_logging.ERROR)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
+
+
 class Checkpointer:
   """The checkpoints of WORKDIR/checkpoints/.
 
@@ -56,12 +70,13 @@ class Checkpointer:
   def __init__(self, workdir, keep=None):
     self.workdir = workdir
     self.directory = os.path.join(os.path.abspath(workdir), files.CHECKPOINTS_DIR)
-    self.manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=keep is not None, read_only=keep is None,
-                                             cleanup_tmp_directories=keep is not None),
-        item_handlers=ocp.StandardCheckpointHandler(),
-    )
+    with _absl_warnings_off() if keep is None else contextlib.nullcontext():  # orbax: "read_only=True, ..."
+      self.manager = ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=keep is not None, read_only=keep is None,
+                                               cleanup_tmp_directories=keep is not None),
+          item_handlers=ocp.StandardCheckpointHandler(),
+      )
 
   def latest_step(self):
     return self.manager.latest_step()

@@ -187,7 +187,7 @@ def make_generate(nets, alpha):
 
   def generate(params, frozen_vars, frames, wplus, times, source_tokens, target_tokens):
     frames01 = frames.astype(jnp.float32) / 255.0
-    content = inference.content_code(wplus)
+    content = inference.content_code(nets.config, wplus)
     style, _ = inference.style_token(nets, frozen_vars, content)
     mask = jnp.ones(frames.shape[:2], jnp.float32)
     z0 = model.apply(params, inference.dynamics_input(nets, frames01), times, mask, method=model.encode)
