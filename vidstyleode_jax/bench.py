@@ -114,7 +114,7 @@ PUBLISHED_ARCHITECTURES = {
 def with_random_weights(config):
   """The config with the published architectures of its frozen networks, no weight paths and synthetic data."""
   architectures = {}
-  for name in frozen_lib.BUILDERS:
+  for name in frozen_lib.network_names(config):
     path = config[name].checkpoint
     if path:
       published = PUBLISHED_ARCHITECTURES.get(os.path.basename(os.path.normpath(path)))
@@ -123,7 +123,7 @@ def with_random_weights(config):
                         f"{sorted(PUBLISHED_ARCHITECTURES)}; port it, or set {name}.checkpoint='' and its fields")
       architectures[name] = published
   config = frozen_lib.resolve_architectures(config, architectures)
-  for section in ("generator", "clip", "dino", "psp"):
+  for section in ("generator", "clip", "dino", "vgg", "psp"):
     if section in config:
       config[section].checkpoint = ""
   config.clip.tokenizer = ""
