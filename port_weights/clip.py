@@ -1,4 +1,4 @@
-"""Kind `clip`: OpenAI CLIP (ViT) or a Hugging Face CLIP folder (docs/checkpoints.md §4) -> models.clip.CLIP.
+"""Kind `clip`: OpenAI CLIP (ViT) or a Hugging Face CLIP folder (docs/weight_formats.md §4) -> models.clip.CLIP.
 
 SRC is one of
   * an OpenAI `.pt`: the released TorchScript archives (read with `torch.jit.load(...).state_dict()`) or a plain
@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def openai_fields(state_dict: Mapping[str, Any]) -> dict:
-  """`models.clip.CLIP` fields from OpenAI key shapes (docs/checkpoints.md §4.1)."""
+  """`models.clip.CLIP` fields from OpenAI key shapes (docs/weight_formats.md §4.1)."""
   shape = lambda key, what: hf_vision.stored_shape(state_dict, key, what)
   vision_width, _, patch, _ = shape("visual.conv1.weight", "vision width and patch size")
   positions = shape("visual.positional_embedding", "image grid")[0]

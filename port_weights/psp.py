@@ -1,4 +1,4 @@
-"""Kind `psp`: a pixel2style2pixel checkpoint (docs/checkpoints.md §3) -> vidstyleode_jax.models.psp.PSPEncoder.
+"""Kind `psp`: a pixel2style2pixel checkpoint (docs/weight_formats.md §3) -> vidstyleode_jax.models.psp.PSPEncoder.
 
 The file is a `torch.save` dict: `state_dict` (pSp's `net.state_dict()`: `encoder.*` = GradualStyleEncoder on
 IR-SE50, `decoder.*` = a rosinality generator), `latent_avg` ([n_styles, style_dim], only with

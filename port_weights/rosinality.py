@@ -1,4 +1,4 @@
-"""rosinality StyleGAN2 state dict (`g_ema`, docs/checkpoints.md §1.3) -> variables of vidstyleode_jax Generator.
+"""rosinality StyleGAN2 state dict (`g_ema`, docs/weight_formats.md §1.3) -> variables of vidstyleode_jax Generator.
 
 Every key is consumed: weights go to the "params" tree, `noises.noise_k` to the "noise" tree, and the stored
 blur / up-sampling FIR buffers are checked against the recomputed kernel (tolerance 0). An unknown key raises.

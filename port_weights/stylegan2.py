@@ -1,4 +1,4 @@
-"""Kind `stylegan2`: a rosinality StyleGAN2 `.pt` (docs/checkpoints.md §1) -> models.stylegan2.Generator.
+"""Kind `stylegan2`: a rosinality StyleGAN2 `.pt` (docs/weight_formats.md §1) -> models.stylegan2.Generator.
 
 The file is a `torch.save` dict holding `g_ema` (and optionally `latent_avg`, `g`, `d`, `args`, ...). It is read with
 `weights_only=True`; rosinality training snapshots keep their options as an `argparse.Namespace`, which is
@@ -64,7 +64,7 @@ def _shape(state_dict: Mapping[str, Any], key: str, src: str) -> tuple[int, ...]
 
 
 def infer_fields(state_dict: Mapping[str, Any], src: str) -> dict:
-  """Generator fields from rosinality keys (docs/checkpoints.md §1.2); the channel divisor is 512 // C(4).
+  """Generator fields from rosinality keys (docs/weight_formats.md §1.2); the channel divisor is 512 // C(4).
 
   Raises:
     UserError: naming the key whose presence or shape does not fit a rosinality generator.

@@ -1,4 +1,6 @@
-"""Kind `stylegan2-ada`: an NVlabs StyleGAN2-ADA / StyleGAN-Human network pickle (docs/checkpoints.md §2) -> Generator.
+"""Kind `stylegan2-ada`: an NVlabs StyleGAN2-ADA / StyleGAN-Human network pickle -> Generator.
+
+The format: docs/weight_formats.md §2.
 
 The pickle is read without NVIDIA code and without executing anything it names (§2.6): a restricted unpickler
 admits torch's tensor and storage rebuild functions (storages are re-read with `torch.load(weights_only=True)`),
@@ -143,7 +145,7 @@ _FIELDS = {  # NV field of a SynthesisLayer / ToRGBLayer -> rosinality suffix an
 
 
 def to_rosinality(tensors: dict, src: str) -> tuple[dict, dict, list[str], np.ndarray | None]:
-  """Maps NV `G_ema` keys (values: torch tensors or numpy arrays) onto rosinality keys (docs/checkpoints.md §2.4).
+  """Maps NV `G_ema` keys (values: torch tensors or numpy arrays) onto rosinality keys (docs/weight_formats.md §2.4).
 
   Keys of other NV variants (c_dim > 0 embeddings, the 'resnet' skip convs) match nothing and are returned as
   unmapped, to be reported as unexpected.

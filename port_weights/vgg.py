@@ -1,4 +1,4 @@
-"""Kind `vgg`: torchvision's VGG16 state dict -> vidstyleode_jax.models.vgg.VGG16 (docs/checkpoints.md §9).
+"""Kind `vgg`: torchvision's VGG16 state dict -> vidstyleode_jax.models.vgg.VGG16 (docs/weight_formats.md §9).
 
 SRC is a `torch.save(model.state_dict())` file of `torchvision.models.vgg16`, such as torchvision's ImageNet weights
 `vgg16-397923af.pth` (read with weights_only=True), or a TorchScript archive of the same model. `features.K.weight`

@@ -8,6 +8,7 @@ import ctypes
 import dataclasses
 import gc
 import os
+import socket
 import sys
 
 import pytest
@@ -26,6 +27,13 @@ def tiny_config(num_steps=3):
   config.data.update(num_train_videos=8, num_eval_videos=4, frames_per_video=12, batch_size=4)
   config.train.update(num_steps=num_steps, log_every=1, checkpoint_every=num_steps, sample_every=num_steps)
   return config
+
+
+def free_port():
+  """A TCP port on 127.0.0.1 that nothing listens on right now."""
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
 
 
 @pytest.fixture(autouse=True, scope="module")

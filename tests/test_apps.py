@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import REPO
 from tests import test_prepare
 from tests.conftest import DEMO_EXPORT_FPS
 from tests.conftest import tiny_config
@@ -32,7 +33,6 @@ from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import frozen as frozen_lib
 from vidstyleode_jax.models.psp import PSPEncoder
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = 1e-5
 
 

@@ -4,7 +4,7 @@ and bad inputs (one line, exit 1, no output file).
 
 FVD and FID run on the real I3D and Inception weights of the installed packages, ported with `--from-package`; IS
 on a random NVIDIA-layout Inception with logits (no real one is reachable), the warping error on a random-weight
-RAFT small with 2 updates. Sizes are small: 3 videos, clips of 9 frames (I3D's minimum), batches of 2 (one padded).
+RAFT small with 2 updates. Sizes are small: 3 videos, clips of 9 frames (I3D's minimum), batches of 2.
 """
 
 import hashlib
@@ -137,14 +137,6 @@ def test_cycle_targets_is_a_seeded_derangement():
 def test_clip_offsets_sample_the_clip_rate():
   np.testing.assert_array_equal(evaluation_plan.clip_offsets(12, 30 / 10), np.arange(12) * 3)
   np.testing.assert_array_equal(evaluation_plan.clip_offsets(5, 25 / 10), [0, 3, 5, 8, 10])  # floor(2.5 k + 0.5)
-
-
-def expect_one_line_error(capsys, argv, expected, out):
-  assert evaluate.main(argv) == 1
-  err = capsys.readouterr().err
-  lines = err.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("evaluate: error: ") and expected in lines[0], err
-  assert not os.path.exists(out) and not [name for name in os.listdir(os.path.dirname(out)) if name.endswith(".json")]
 
 
 BAD_INPUTS = {

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,12 +28,13 @@ import time
 import numpy as np
 import pytest
 
+from tests.conftest import REPO
+from tests.conftest import free_port
 from vidstyleode_jax import text
 from vidstyleode_jax.data import synthetic
 
 pytestmark = pytest.mark.extended  # minutes of training: not in CI (pyproject.toml)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 1800  # a guard against a hung collective; a busy 2-core machine needs ~15 min per phase
 LOSS_RTOL = 1e-5
 PARAMS_ATOL = 1e-4
@@ -54,13 +54,6 @@ state, _ = train.train(config, {workdir!r}, progress=False)
 if parallel.is_main_process():
   np.savez({params_path!r}, *[np.asarray(x.addressable_data(0)) for x in jax.tree.leaves(state.params)])
 """
-
-
-def free_port():
-  """A TCP port on 127.0.0.1 that nothing listens on right now."""
-  with socket.socket() as probe:
-    probe.bind(("127.0.0.1", 0))
-    return probe.getsockname()[1]
 
 
 def start_run(num_processes, num_steps, workdir, tokenizer, params_path):

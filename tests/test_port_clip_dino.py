@@ -1,5 +1,5 @@
 """`python -m port_weights clip|dino`: tiny PyTorch fixtures in the released on-disk formats, ported by the CLI,
-loaded with `vidstyleode_jax.ported.load` and run against PyTorch references (docs/checkpoints.md §4.6, §5.6)."""
+loaded with `vidstyleode_jax.ported.load` and run against PyTorch references (docs/weight_formats.md §4.6, §5.6)."""
 
 import argparse
 import copy
@@ -317,7 +317,7 @@ def test_dino_hf_folder_uses_dino_layer_norm_eps(tmp_path, weights_file):
 
 
 def dino_state_dict_from_hf(hf_state):
-  """HF ViTModel keys as saved on disk -> DINO keys (docs/checkpoints.md §5.2), fusing query/key/value rows."""
+  """HF ViTModel keys as saved on disk -> DINO keys (docs/weight_formats.md §5.2), fusing query/key/value rows."""
   state = {
       "cls_token": hf_state["embeddings.cls_token"],
       "pos_embed": hf_state["embeddings.position_embeddings"],
@@ -358,7 +358,7 @@ def transformer_shapes(prefix, width, layers, qkv, names):
 
 
 def openai_clip_vit_b32_shapes():
-  """docs/checkpoints.md §4.2: the published ViT-B/32 keys and shapes, plus the scalars the loader drops."""
+  """docs/weight_formats.md §4.2: the published ViT-B/32 keys and shapes, plus the scalars the loader drops."""
   names = dict(norms=("ln_1", "ln_2"), out="attn.out_proj", fc1="mlp.c_fc", fc2="mlp.c_proj")
   qkv = ("attn.in_proj_weight", "attn.in_proj_bias")
   shapes = {
@@ -375,7 +375,7 @@ def openai_clip_vit_b32_shapes():
 
 
 def dino_vitb16_shapes():
-  """docs/checkpoints.md §5.2 with P = 16."""
+  """docs/weight_formats.md §5.2 with P = 16."""
   names = dict(norms=("norm1", "norm2"), out="attn.proj", fc1="mlp.fc1", fc2="mlp.fc2")
   qkv = ("attn.qkv.weight", "attn.qkv.bias")
   return {

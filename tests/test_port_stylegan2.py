@@ -123,7 +123,7 @@ def test_stylegan_human_pickle_parity_through_cli(tmp_path, conv_clamp):
 
 
 def nv_key_shapes(resolution, aspect, w_dim=512, num_layers=8, channel_base=32768, channel_max=512):
-  """The G_ema key table of docs/checkpoints.md §2.2: {key: shape}."""
+  """The G_ema key table of docs/weight_formats.md §2.2: {key: shape}."""
   channels = lambda r: min(channel_base // r, channel_max)
   shapes = {}
   for r in [2**i for i in range(2, int(math.log2(resolution)) + 1)]:

@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import REPO
 from port_weights import __main__ as cli
 from port_weights import output
 from tests.reference import nv_stylegan2
 from tests.reference import rosinality_stylegan2
 from vidstyleode_jax import ported
 from vidstyleode_jax.errors import UserError
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")

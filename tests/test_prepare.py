@@ -20,6 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.conftest import REPO
 from port_weights import output as port_output
 from tests.conftest import tiny_config
 from vidstyleode_jax import video_io
@@ -31,7 +32,6 @@ from vidstyleode_jax.models import frozen
 from vidstyleode_jax.models.psp import PSPEncoder
 from vidstyleode_jax.models.stylegan2 import Generator
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEIGHT, WIDTH = 32, 24
 SKIP_FRAMES, FRAMES_PER_CLIP = 2, 6
 WPLUS_SHAPE = (8, 64)  # the demo generator: 2 * log2(32) - 2 rows of style_dim 64

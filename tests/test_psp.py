@@ -23,7 +23,7 @@ DECODER_SIZE = 32  # n_styles = 2 * log2(32) - 2 = 8: 3 coarse, 4 medium and 1 f
 
 
 def psp_encoder_key_shapes(depths=(64, 128, 256, 512), n_styles=18, input_nc=3):
-  """The encoder key table of docs/checkpoints.md §3.2 (keys without the `encoder.` prefix): {key: shape}."""
+  """The encoder key table of docs/weight_formats.md §3.2 (keys without the `encoder.` prefix): {key: shape}."""
   shapes = {}
 
   def batch_norm(name, channels):

@@ -15,7 +15,10 @@ from vidstyleode_jax.models.stylegan2 import BLUR_KERNEL, Generator, ModulatedCo
 
 
 def rosinality_key_shapes(size, style_dim=512, n_mlp=8, channel_multiplier=2, channel_divisor=1, aspect=1):
-  """docs/checkpoints.md §1.3's key table (§1.6 for aspect 2): ({key: shape} of weights, {key: shape} of buffers)."""
+  """docs/weight_formats.md §1.3's key table (§1.6 for aspect 2).
+
+  Returns ({key: shape} of weights, {key: shape} of buffers).
+  """
   log_size = int(math.log2(size))
   channel_table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * channel_multiplier, 128: 128 * channel_multiplier,
                    256: 64 * channel_multiplier, 512: 32 * channel_multiplier, 1024: 16 * channel_multiplier}
@@ -142,7 +145,7 @@ def test_output_shape(resolution, aspect):
 @pytest.mark.parametrize("aspect", [1, 2])
 def test_full_size_variables_match_key_table(aspect):
   weights, buffers = rosinality_key_shapes(1024, aspect=aspect)
-  if aspect == 1:  # numbers documented in docs/checkpoints.md §1.3 for FFHQ-1024, as a check of the table above
+  if aspect == 1:  # numbers documented in docs/weight_formats.md §1.3 for FFHQ-1024, as a check of the table above
     assert len(weights) + len(buffers) == 171
     assert sum(math.prod(s) for s in weights.values()) + sum(math.prod(s) for s in buffers.values()) == 33_166_492
   generator = Generator(1024, aspect=aspect)

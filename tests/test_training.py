@@ -10,13 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.conftest import REPO
 from tests.conftest import tiny_config
 from vidstyleode_jax import parallel
 from vidstyleode_jax import train
 from vidstyleode_jax import train_step
 from vidstyleode_jax.data import pipeline
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def host_copy(tree):

@@ -7,7 +7,6 @@ driven by Playwright against a server subprocess on 127.0.0.1; no browser is dow
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,13 +18,14 @@ import pytest
 from playwright.sync_api import expect
 from playwright.sync_api import sync_playwright
 
+from tests.conftest import REPO
+from tests.conftest import free_port
 from vidstyleode_jax import ui
 from vidstyleode_jax import video_io
 from vidstyleode_jax.apps import __main__ as cli
 from vidstyleode_jax.apps import session as session_lib
 from vidstyleode_jax.apps import trained_run
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = "/usr/bin/chromium"
 TARGET = "a bluish figure swaying slowly"
 SERVER_START_S = 180
@@ -108,12 +108,6 @@ def test_two_clicks_on_the_first_frame_select_the_region_between_them():
   expected[3:21, 2:11] = 90
   np.testing.assert_array_equal(preview[::8, ::8, 0], expected)
   np.testing.assert_array_equal(ui.region_preview(frame, "0,0,99,99"), np.full((256, 128, 3), 90, np.uint8))
-
-
-def free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 @pytest.fixture

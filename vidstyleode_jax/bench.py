@@ -301,15 +301,16 @@ def torch_programs(config, params, inputs, threads=0):
   return programs, sum(p.numel() for p in module.parameters()), torch.get_num_threads()
 
 
-CLOCKS = ("s", "cpu_s")  # wall-clock seconds, and CPU seconds of this process (all its threads)
+# Wall-clock seconds, and CPU seconds of this process (all its threads).
+CLOCKS = {"s": time.perf_counter, "cpu_s": time.process_time}
 
 
 def _timed(times, name, fn, *args):
   """fn(*args), appending its wall-clock and process CPU seconds to times[name, clock]."""
-  wall, cpu = time.perf_counter(), time.process_time()
+  start = {clock: read() for clock, read in CLOCKS.items()}
   result = fn(*args)
-  times.setdefault((name, "cpu_s"), []).append(time.process_time() - cpu)
-  times.setdefault((name, "s"), []).append(time.perf_counter() - wall)
+  for clock, read in CLOCKS.items():
+    times.setdefault((name, clock), []).append(read() - start[clock])
   return result
 
 

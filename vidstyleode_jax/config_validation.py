@@ -30,6 +30,9 @@ LATER_FIELDS = {
     "model.content": "mean",
     "mapper.residual": True,
     "loss.perceptual": "dino",
+    "clip.remat": False,
+    "dino.remat": False,
+    "train.max_consecutive_skips": 20,  # runs before the non-finite guard never stopped; the paper configs' value
 }
 SYNTHETIC_LATER_FIELDS = {"data.motion": "sinusoid"}
 
@@ -167,7 +170,7 @@ def _check_fields(config):
       f"frozen_compute_dtype={config.frozen_compute_dtype!r} must be 'float32' or 'bfloat16'",
   )
   _require(loss.clip_frames >= 2, f"loss.clip_frames={loss.clip_frames} must be at least 2")
-  skips = config.train.get("max_consecutive_skips", 1)  # the config.json of older runs, read by the applications
+  skips = config.train.max_consecutive_skips
   _require(skips >= 1, f"train.max_consecutive_skips={skips} must be at least 1")
   for name in ("rec", "latent", "vgg", "directional", "consistency"):
     schedules.validate(f"loss.{name}", loss[name])

@@ -7,9 +7,9 @@ The run is restored as the applications restore it (apps/trained_run.py). Its he
 dataset's evaluation split (config.data.eval_split, or --split), or for the demo the rendered videos of
 WORKDIR/demo_data/eval.npz, read through their video source (data/sources.py). Each video gives one clip
 (evaluation_plan.py: by default 12 frames at 10 fps, as the paper's FVD). The clip is reconstructed (all its frames
-encoded, W+ decoded at the same times, content = the mean W+ of its frames) and edited toward a target text with the
-style moved by alpha * (CLIP_text(target) - CLIP_text(description)); both are rendered at the data size and rounded
-to uint8 as a saved video would be. Then, batched and jitted (docs/evaluation.md):
+encoded, W+ decoded at the same times, content from the W+ of its frames as the run's model.content says) and edited
+toward a target text with the style moved by alpha * (CLIP_text(target) - CLIP_text(description)); both are rendered
+at the data size and rounded to uint8 as a saved video would be. Then, batched and jitted (docs/metrics_protocol.md):
   rec       PSNR and SSIM of every reconstructed frame against the real one;
   fvd       Fréchet distance of I3D features: real clips vs reconstructed clips, and vs edited clips;
   fid       Fréchet distance of Inception pool3 on one frame per clip, likewise;
@@ -339,7 +339,7 @@ def summarise(outputs, metrics, clip_text, is_splits, same_text):
 
 
 def protocol(args, run, clips, alpha, networks, where, num_in_split, metrics, same_text):
-  """Every choice behind the numbers (docs/evaluation.md)."""
+  """Every choice behind the numbers (docs/metrics_protocol.md)."""
   d = run.config.data
   rates = sorted(set(clips.source_fps.tolist()))
   result = {
@@ -354,7 +354,7 @@ def protocol(args, run, clips, alpha, networks, where, num_in_split, metrics, sa
                            "unknown (null)",
           "start": "uniform among the starts at which every clip frame exists, numpy default_rng((seed, 0, video))",
           "model_times": "(frame number - start) / data.video_length, every clip frame encoded and decoded",
-          "content": "mean W+ inversion of the clip frames",
+          "content": f"model.content={run.config.model.content!r} of the clip frames' W+ inversions",
       },
       "frames": {
           "size": [d.height, d.width],

@@ -1,5 +1,5 @@
 """What the evaluate command measures on: one clip per held-out video, one frame of it for FID and IS, and an edit
-target per video; all drawn from the seed alone (docs/evaluation.md, "The evaluate command").
+target per video; all drawn from the seed alone (docs/metrics_protocol.md, "The evaluate command").
 
 Clip of video v: `clip_frames` frames sampled at `clip_fps` from the video's usable frame numbers, its frame k at
 start + floor(k * step + 0.5) with step = source rate / clip_fps (1, consecutive frames, when clip_fps is 0 or the

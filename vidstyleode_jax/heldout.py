@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vidstyleode_jax import backends
+from vidstyleode_jax import files
 from vidstyleode_jax import inference
 from vidstyleode_jax import video_io
 from vidstyleode_jax.data import pipeline
@@ -90,7 +91,7 @@ def make_sample_columns(nets):
 
 def write_samples(workdir, step, columns, fps):
   """Writes samples/step_<step>.mp4 and .gif: one row per video, one column per variant (SAMPLE_COLUMNS order)."""
-  folder = os.path.join(workdir, "samples")
+  folder = os.path.join(workdir, files.SAMPLES_DIR)
   os.makedirs(folder, exist_ok=True)
   grid = video_io.video_grid({name: np.asarray(columns[name]) for name in SAMPLE_COLUMNS})
   stem = os.path.join(folder, f"step_{step:07d}")

@@ -2,7 +2,7 @@
 
 All images are channel-last, `[batch, height, width, channels]`. Output sizes are static Python ints, so the
 fixed-grid resizes are two small interpolation matrices built in NumPy at trace time and applied with einsum.
-See docs/checkpoints.md §6 for which call reproduces which PyTorch operation.
+See docs/weight_formats.md §6 for which call reproduces which PyTorch operation.
 """
 
 import jax

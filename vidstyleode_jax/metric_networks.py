@@ -1,9 +1,10 @@
 """The evaluation's metric networks, loaded from their ported folders, and their batched, jitted feature functions.
 
 I3D gives the FVD features, Inception-v3 the FID features (pool3) and the IS logits, RAFT the optical flow of the
-warping error (docs/evaluation.md). Each folder is written by `python -m port_weights KIND ...` (PORT_COMMANDS); the
-evaluation records its checksums (`MetricNetwork.protocol`). Every function takes uint8 frames, the real frames as
-stored and the generated ones as a saved video would hold them, and converts them to the network's input.
+warping error (docs/metrics_protocol.md). Each folder is written by `python -m port_weights KIND ...`
+(PORT_COMMANDS); the evaluation records its checksums (`MetricNetwork.protocol`). Every function takes uint8 frames,
+the real frames as stored and the generated ones as a saved video would hold them, and converts them to the
+network's input.
 """
 
 import dataclasses

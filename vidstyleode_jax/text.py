@@ -1,6 +1,6 @@
 """CLIP tokenization with OpenAI's id layout, and the CLIP BPE vocabulary folders it reads.
 
-A vocabulary folder holds `vocab.json` and `merges.txt` in the layout of docs/checkpoints.md §4.5: the 256 byte
+A vocabulary folder holds `vocab.json` and `merges.txt` in the layout of docs/weight_formats.md §4.5: the 256 byte
 symbols, the same with `</w>`, one entry per merge, then `<|startoftext|>` and `<|endoftext|>` as the two largest ids.
 `convert_openai_bpe` turns OpenAI's merge file into the real one (`python -m port_weights clip ... --bpe` stores it in
 the ported CLIP folder); `write_vocabulary_of` makes a small but genuine vocabulary in which every word of some

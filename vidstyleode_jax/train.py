@@ -97,7 +97,7 @@ def train(config, workdir, progress=True, mesh=None):
   Raises UserError when another run holds the workdir, when its checkpoints exist but none can be restored, after
   train.max_consecutive_skips bad steps in a row, and when the disk is full.
   """
-  config_validation.resolve(config)  # a config that does not fit fails before anything is written
+  config = config_validation.resolve(config)  # a config that does not fit fails before anything is written
   with run_lock.hold(workdir):
     return _train(config, workdir, progress, mesh)
 

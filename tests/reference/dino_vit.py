@@ -1,9 +1,9 @@
 """A PyTorch DINO ViT with facebookresearch/dino's attribute names, and the Splice descriptor extraction.
 
-Written from docs/checkpoints.md §5.2-§5.4: patch conv with bias, CLS token, position table interpolated with PyTorch
-bicubic at DINO's scale factor (n + 0.1) / grid unless the image is square with the pretrained patch count, pre-LN
-blocks with a fused qkv projection, exact GELU, LayerNorm eps 1e-6. `splice_descriptors` reads the block outputs
-and the qkv output through forward hooks, as Splice's extractor does, one image at a time.
+Written from docs/weight_formats.md §5.2-§5.4: patch conv with bias, CLS token, position table interpolated with
+PyTorch bicubic at DINO's scale factor (n + 0.1) / grid unless the image is square with the pretrained patch count,
+pre-LN blocks with a fused qkv projection, exact GELU, LayerNorm eps 1e-6. `splice_descriptors` reads the block
+outputs and the qkv output through forward hooks, as Splice's extractor does, one image at a time.
 """
 
 import math

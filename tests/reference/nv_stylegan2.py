@@ -1,6 +1,6 @@
 """A small PyTorch StyleGAN2-ADA / StyleGAN-Human generator in NVlabs' module layout, and its network pickle.
 
-Written from docs/checkpoints.md §2 (no NVIDIA code): the module tree reproduces the attribute names, parameters and
+Written from docs/weight_formats.md §2 (no NVIDIA code): the module tree reproduces the attribute names, parameters and
 buffers of `G_ema` (§2.2), and the forward pass follows the NV numerics of §2.3 literally: raw conv weights times
 styles with demodulation and no fan-in factor, per-sample convs, the up-sampling conv as a stride-2
 `conv_transpose2d` followed by the 4x-gain FIR with pad (1, 1), noise `noise_const * noise_strength` before the bias,

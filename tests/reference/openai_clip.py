@@ -1,4 +1,4 @@
-"""A PyTorch CLIP with OpenAI's attribute names (docs/checkpoints.md §4.2, §4.3), for OpenAI-layout test fixtures.
+"""A PyTorch CLIP with OpenAI's attribute names (docs/weight_formats.md §4.2, §4.3), for OpenAI-layout test fixtures.
 
 Written from the key table and the forward description: a ViT image tower (patch conv without bias, class
 embedding, positions, ln_pre, pre-LN blocks, ln_post on the class token, projection) and a causal text tower pooled

@@ -1,4 +1,4 @@
-"""A small PyTorch pSp in pixel2style2pixel's exact state-dict key layout (docs/checkpoints.md §3.2, §3.5).
+"""A small PyTorch pSp in pixel2style2pixel's exact state-dict key layout (docs/weight_formats.md §3.2, §3.5).
 
 Written from the specification, for parity tests and checkpoint fixtures. `GradualStyleEncoder` is the IR-SE50
 backbone (24 bottleneck units, 3/4/14/3 per stage, taps after units 6, 20 and 23) with a feature pyramid and one

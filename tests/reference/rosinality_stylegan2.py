@@ -1,4 +1,6 @@
-"""A small PyTorch StyleGAN2 generator in rosinality's exact state-dict key layout (docs/checkpoints.md §1.3, §1.7).
+"""A small PyTorch StyleGAN2 generator in rosinality's exact state-dict key layout.
+
+The layout: docs/weight_formats.md §1.3, §1.7.
 
 Written from the specification, for parity tests and checkpoint fixtures. The forward pass follows §1.4
 literally: per-sample weights through a grouped conv, the up-sampling conv as a grouped stride-2

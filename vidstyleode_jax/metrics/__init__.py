@@ -1,4 +1,4 @@
-"""The evaluation metrics of docs/evaluation.md, computed from network outputs (features, logits, flows, embeddings).
+"""The evaluation metrics of docs/metrics_protocol.md, from network outputs (features, logits, flows, embeddings).
 
 frechet: Fréchet distance of Gaussian feature statistics (FVD on I3D features, FID on Inception pool3), float64.
 inception_score: IS from the Inception logits.

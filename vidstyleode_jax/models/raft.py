@@ -1,6 +1,6 @@
 """RAFT optical flow (Teed & Deng 2020) with torchvision's raft_large / raft_small architectures, channel-last.
 
-The flow network of the warping error (docs/evaluation.md; the paper used FlowFormer, which no reachable package
+The flow network of the warping error (docs/metrics_protocol.md; the paper used FlowFormer, which no reachable package
 ships). Module names follow torchvision's `torchvision.models.optical_flow.raft`, so `port_weights/raft.py` maps
 its state dict mechanically: a `Conv2dNormActivation` `X.0` / `X.1` becomes X/conv / X/norm, `layerN.M` becomes
 layerN_M.

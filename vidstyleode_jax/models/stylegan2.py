@@ -1,7 +1,7 @@
 """Frozen StyleGAN2 generator with the numerics of rosinality/stylegan2-pytorch, channel-last.
 
 The parameter tree follows rosinality's state-dict keys so that a checkpoint maps onto it mechanically
-(see docs/checkpoints.md §1.3 and port_weights/rosinality.py):
+(see docs/weight_formats.md §1.3 and port_weights/rosinality.py):
 
   params/style_{1..n_mlp}/{kernel, bias}                       mapping MLP (`style.{i}.*`)
   params/input                                                 [1, 4, 4 // aspect, C(4)] (`input.input`)
@@ -164,7 +164,7 @@ class Generator(nn.Module):
     channel_multiplier: rosinality's channel multiplier (2 for config-f).
     channel_divisor: every entry of the channel table is integer-divided by this, for small test and demo models.
     lr_mlp: learning-rate multiplier of the mapping layers (enters the forward pass through the equalised lr).
-    conv_clamp: None (rosinality), or StyleGAN2-ADA's conv_clamp (256 for StyleGAN-Human, docs/checkpoints.md §2.3):
+    conv_clamp: None (rosinality), or StyleGAN2-ADA's conv_clamp (256 for StyleGAN-Human, docs/weight_formats.md §2.3):
       every styled conv's activation and every to-RGB output (before the skip sum) is clamped to [-conv_clamp,
       conv_clamp].
 

@@ -110,7 +110,7 @@ class EncoderBlock(nn.Module):
 
 
 def dino_position_table(pos_embed: jax.Array, pretrained_grid: int, grid: tuple[int, int]) -> jax.Array:
-  """DINO's `interpolate_pos_encoding` (docs/checkpoints.md §5.3).
+  """DINO's `interpolate_pos_encoding` (docs/weight_formats.md §5.3).
 
   The patch rows, seen as a [pretrained_grid, pretrained_grid] image, are resized by PyTorch bicubic (A = -0.75)
   with DINO's scale factor (n + 0.1) / pretrained_grid, so output index d reads source coordinate
@@ -145,7 +145,7 @@ class VisionTransformer(nn.Module):
     pre_norm: apply `ln_pre` after adding positions (CLIP).
     pretrained_grid: side of the square position table the weights were trained with.
     pos_interpolation: 'none' (the input must give a pretrained_grid x pretrained_grid grid) or 'dino'
-      (docs/checkpoints.md §5.3, used unless the image is square with the pretrained patch count, as DINO does).
+      (docs/weight_formats.md §5.3, used unless the image is square with the pretrained patch count, as DINO does).
   """
 
   patch_size: int
