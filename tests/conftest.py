@@ -7,6 +7,7 @@ environment): the same train step, generator or app program compiled by several 
 import ctypes
 import dataclasses
 import gc
+import json
 import os
 import socket
 import sys
@@ -27,6 +28,42 @@ def tiny_config(num_steps=3):
   config.data.update(num_train_videos=8, num_eval_videos=4, frames_per_video=12, batch_size=4)
   config.train.update(num_steps=num_steps, log_every=1, checkpoint_every=num_steps, sample_every=num_steps)
   return config
+
+
+SMALL = {  # config fields on top of tiny_config: one or two layers per network, for tests that start many trainers
+    "clip.vision_depth": 1, "clip.text_depth": 1, "dino.depth": 2, "dino.key_layer": 1, "dino.cls_layer": 0,
+    "modulation.num_self_layers": 1, "modulation.num_cross_layers": 1, "mapper.group_depths": (1, 1, 1),
+}
+
+
+def small_config(num_steps=3, **train_fields):
+  """tiny_config with SMALL's networks and `train_fields` set: a smaller train step to trace and compile."""
+  config = tiny_config(num_steps)
+  for field, value in SMALL.items():
+    section, name = field.split(".")
+    config[section][name] = value
+  config.train.update(train_fields)
+  return config
+
+
+def training_records(workdir):
+  """The training lines (those with loss/total) of WORKDIR/metrics.jsonl, in file order; a half-written last line
+  (a run killed mid-write) is left out."""
+  from vidstyleode_jax import files
+
+  path = os.path.join(workdir, files.METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  records = []
+  with open(path) as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if "loss/total" in record:
+        records.append(record)
+  return records
 
 
 def free_port():

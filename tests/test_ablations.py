@@ -286,6 +286,29 @@ def test_extrapolation_windows_follow_each_videos_period():
     ablations.window_errors(errors, 10, np.array([6.0, 16.0]))
 
 
+def test_motion_columns_drop_a_constant_appearance_error_and_a_still_model_scores_still():
+  """Decoded = truth + a per-video constant offset: rec errors of offset², motion errors 0. Decoded = each video's
+  mean frame (no motion): motion errors equal the truth's variance over time, which over the window is `still`."""
+  rng = np.random.default_rng(0)
+  window, periods = 6, np.array([3.0, 6.0])
+  real = rng.uniform(-1, 1, (2, 18, 4, 4, 3)).astype(np.float32)
+  content = np.zeros((2, 4, 4, 3), np.float32)
+  offset = np.array([0.25, -0.5], np.float32)[:, None, None, None, None]
+  shifted = ablations.frame_metrics(real + offset, content, real, window, periods)
+  np.testing.assert_allclose([shifted[k] for k in ("rec", "extrap_1", "extrap_2")], np.mean(offset ** 2), rtol=1e-6)
+  for column in ("motion_rec", "motion_extrap_1", "motion_extrap_2"):
+    assert shifted[column] < 1e-12, column
+
+  still = ablations.frame_metrics(np.broadcast_to(real.mean(axis=1, keepdims=True), real.shape), content, real,
+                                  window, periods)
+  variance = np.square(real - real.mean(axis=1, keepdims=True)).mean(axis=(2, 3, 4))
+  np.testing.assert_allclose(still["motion_rec"], variance[:, :window].mean(), rtol=1e-5)
+  np.testing.assert_allclose(still["still"], still["motion_rec"], rtol=1e-5)
+  np.testing.assert_allclose(still["motion_extrap_1"], np.mean([variance[0, 6:9].mean(), variance[1, 6:12].mean()]),
+                             rtol=1e-5)
+  assert set(still) == set(ablations.COLUMNS)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Config fields.
 

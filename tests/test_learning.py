@@ -5,12 +5,12 @@ does, then reads the final held-out figures that training logged.
 """
 
 import glob
-import json
 import os
 
 import pytest
 
 from configs import demo
+from tests.conftest import training_records
 from vidstyleode_jax import train
 
 pytestmark = pytest.mark.extended  # minutes of training: not in CI (pyproject.toml)
@@ -26,9 +26,7 @@ def test_demo_halves_the_content_only_reconstruction_error(tmp_path):
   print(f"held-out reconstruction MSE {rec:.4f}, content-only baseline {baseline:.4f}, ratio {rec / baseline:.3f}")
   assert rec <= 0.5 * baseline
 
-  with open(tmp_path / "metrics.jsonl") as f:
-    lines = [json.loads(line) for line in f]
-  steps = [line for line in lines if "loss/total" in line]
+  steps = training_records(tmp_path)
   assert steps[-1]["step"] == config.train.num_steps
   assert all(line["ode/failed"] == 0 for line in steps)
   assert glob.glob(os.path.join(tmp_path, "tensorboard", "events.*"))

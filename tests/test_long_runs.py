@@ -1,6 +1,6 @@
 """Long runs: bad steps skipped, SIGTERM with a checkpoint, a SIGKILL soak, unreadable checkpoints, one trainer.
 
-Every run here uses SMALL, the demo model with one or two layers per network, so that each restart of a trainer
+Every run here uses conftest's small_config, the demo model with one or two layers per network, so that each restart of a trainer
 (the soak starts one 11 times) traces a smaller train step; the compiled programs come from JAX's persistent
 compilation cache (conftest). Trainers run as `python -m vidstyleode_jax.train` subprocesses where a signal must
 reach them. "Bit-identical" compares every array of the final train state (params and Adam moments) with
@@ -25,7 +25,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tests.conftest import tiny_config
+from tests.conftest import SMALL
+from tests.conftest import small_config
+from tests.conftest import training_records
 from vidstyleode_jax import checkpointing
 from vidstyleode_jax import files
 from vidstyleode_jax import parallel
@@ -36,20 +38,7 @@ from vidstyleode_jax.data import pipeline
 from vidstyleode_jax.errors import UserError
 
 STEPS = 16
-SMALL = {  # config fields on top of tests.conftest.tiny_config
-    "clip.vision_depth": 1, "clip.text_depth": 1, "dino.depth": 2, "dino.key_layer": 1, "dino.cls_layer": 0,
-    "modulation.num_self_layers": 1, "modulation.num_cross_layers": 1, "mapper.group_depths": (1, 1, 1),
-}
 TIMEOUT_S = 900  # a guard against a hung trainer; the slowest CI machine needs far less
-
-
-def small_config(num_steps=STEPS, **train_fields):
-  config = tiny_config(num_steps)
-  for field, value in SMALL.items():
-    section, name = field.split(".")
-    config[section][name] = value
-  config.train.update(train_fields)
-  return config
 
 
 def trainer_command(workdir, num_steps=STEPS, **train_fields):
@@ -81,20 +70,7 @@ def log_of(process):
 
 
 def logged_steps(workdir):
-  """The steps of the training lines of WORKDIR/metrics.jsonl, in file order (a half-written last line is left out)."""
-  path = os.path.join(workdir, files.METRICS_FILE)
-  if not os.path.exists(path):
-    return []
-  steps = []
-  with open(path) as f:
-    for line in f:
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError:
-        continue
-      if "loss/total" in record:
-        steps.append(record["step"])
-  return steps
+  return [record["step"] for record in training_records(workdir)]
 
 
 def metrics_inode(workdir):
@@ -144,15 +120,12 @@ def assert_bit_identical(leaves, reference):
 def uninterrupted(tmp_path_factory):
   """small_config trained for STEPS steps without interruption: (final state, host leaves, [(step, checksum)])."""
   workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-  state, _ = train.train(small_config(), workdir, progress=False)
-  with open(os.path.join(workdir, files.METRICS_FILE)) as f:
-    order = [(r["step"], r["data/batch_checksum"]) for r in map(json.loads, f) if "loss/total" in r]
-  return state, host(state), order
+  state, _ = train.train(small_config(STEPS), workdir, progress=False)
+  return state, host(state), batch_order(workdir)
 
 
 def batch_order(workdir):
-  with open(os.path.join(workdir, files.METRICS_FILE)) as f:
-    return [(r["step"], r["data/batch_checksum"]) for r in map(json.loads, f) if "loss/total" in r]
+  return [(record["step"], record["data/batch_checksum"]) for record in training_records(workdir)]
 
 
 # Bad steps.
@@ -160,7 +133,7 @@ def batch_order(workdir):
 
 def test_bad_steps_leave_the_state_bit_identical_and_the_run_goes_on(tmp_path):
   """A batch with a NaN in its W+ (everything downstream is NaN) and one whose ODE solve fails are skipped."""
-  exp = train.setup(small_config(), str(tmp_path))
+  exp = train.setup(small_config(STEPS), str(tmp_path))
   step_fn = train_step.make_train_step(exp.nets, exp.mesh)
 
   def batch(step, change=None):
@@ -218,8 +191,7 @@ def test_consecutive_bad_steps_stop_the_run_and_no_checkpoint_holds_non_finite_v
                                       r"loss/total=nan"):
     train.train(config, workdir, progress=False)
 
-  with open(os.path.join(workdir, files.METRICS_FILE)) as f:
-    lines = [r for r in map(json.loads, f) if "loss/total" in r]
+  lines = training_records(workdir)
   assert [r["step"] for r in lines] == [1, 2, 3, 4]  # step 5 raised before it was logged
   assert [r["train/skipped_steps"] for r in lines] == [0, 1, 0, 1]
   assert checkpoint_steps(workdir) == [1, 2, 3, 4]
@@ -247,7 +219,7 @@ def test_sigterm_stops_with_a_checkpoint_and_the_resumed_run_is_bit_identical(tm
   assert checkpoint_steps(workdir) == [stopped] and match.group(2).endswith(f"{files.CHECKPOINTS_DIR}/{stopped}")
   assert logged_steps(workdir) == list(range(1, stopped + 1))
 
-  state, _ = train.train(small_config(), workdir, progress=False)
+  state, _ = train.train(small_config(STEPS), workdir, progress=False)
   reference_state, reference, order = uninterrupted
   assert_bit_identical(host(state), reference)
   assert batch_order(workdir) == order
@@ -274,7 +246,6 @@ SOAK_KILLS = ("checkpoint write",) * 4 + ("after a step",) * 4 + ("start-up",) *
 
 
 @pytest.mark.slow
-@pytest.mark.extended
 def test_sigkill_soak_resumes_bit_identical_with_each_step_logged_once(tmp_path, uninterrupted):
   """10 SIGKILLs of one run with a checkpoint after every step, at seeded moments, each followed by a restart.
 
@@ -317,7 +288,7 @@ def test_sigkill_soak_resumes_bit_identical_with_each_step_logged_once(tmp_path,
   process = start_trainer(workdir, checkpoint_every=1)
   finish(process)
   reference_state, reference, order = uninterrupted
-  assert_bit_identical(saved_state(workdir, reference_state, STEPS), reference)
+  assert_bit_identical(host(saved_state(workdir, reference_state, STEPS)), reference)
   assert batch_order(workdir) == order  # each step once, in order, with the uninterrupted run's batches
 
 
@@ -391,7 +362,7 @@ def test_a_second_trainer_refuses_and_a_killed_trainers_lock_is_taken_over(tmp_p
     assert holder.stdout.readline() == "holding\n"
     with pytest.raises(UserError, match=rf"{workdir} is in use: \S+train.lock says that process {holder.pid} on "
                                         rf"host \S+ trains there"):
-      train.train(small_config(), workdir, progress=False)
+      train.train(small_config(STEPS), workdir, progress=False)
   finally:
     holder.kill()
     holder.wait()

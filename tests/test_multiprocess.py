@@ -3,7 +3,7 @@ a SIGTERM to one of them stops both at one step.
 
 Each process is a subprocess that joins the run through parallel.initialize_distributed() (JAX_COORDINATOR_ADDRESS
 on 127.0.0.1, JAX_NUM_PROCESSES, JAX_PROCESS_ID) and calls train.train on a shared workdir; orbax saves and restores
-collectively. Both runs see the same global batch, tiny_config's 4 rows: each of the 2 processes loads its 2.
+collectively. Both runs see the same global batch, conftest.small_config's 4 rows: each of the 2 processes loads its 2.
 
   1. 2 processes train 3 steps; so does 1 process (at the same time, to share the ~30 s of compiling per launch).
   2. 2 new processes restore the 2-process checkpoint of step 3 and train on to step 5; 1 new process does the same
@@ -17,7 +17,6 @@ moves them by a whole step of lr (demo lr 1e-3, 5e-3 for the dynamics encoder). 
 relative apart, parameters 4.8e-5, after 3 steps and after the resume to 5.
 """
 
-import json
 import os
 import re
 import signal
@@ -30,10 +29,9 @@ import pytest
 
 from tests.conftest import REPO
 from tests.conftest import free_port
+from tests.conftest import training_records
 from vidstyleode_jax import text
 from vidstyleode_jax.data import synthetic
-
-pytestmark = pytest.mark.extended  # minutes of training: not in CI (pyproject.toml)
 
 TIMEOUT_S = 1800  # a guard against a hung collective; a busy 2-core machine needs ~15 min per phase
 LOSS_RTOL = 1e-5
@@ -43,12 +41,12 @@ WORKER_SCRIPT = """
 import sys, numpy as np, jax
 from absl import logging
 sys.path.insert(0, {repo!r})
-from tests.conftest import tiny_config
+from tests.conftest import small_config
 from vidstyleode_jax import parallel, train
 logging.set_verbosity(logging.INFO)
 parallel.initialize_distributed()
-assert jax.process_count() == {num_processes} and jax.local_device_count() == 1, jax.devices()
-config = tiny_config({num_steps})
+assert jax.process_count() == {num_processes} and jax.local_device_count() == {local_devices}, jax.devices()
+config = small_config({num_steps})
 config.clip.tokenizer = {tokenizer!r}
 state, _ = train.train(config, {workdir!r}, progress=False)
 if parallel.is_main_process():
@@ -56,15 +54,19 @@ if parallel.is_main_process():
 """
 
 
-def start_run(num_processes, num_steps, workdir, tokenizer, params_path):
-  """Starts `num_processes` training processes on localhost (train or resume to `num_steps`); returns their Popens.
+def start_run(num_processes, num_steps, workdir, tokenizer, params_path, local_devices=1):
+  """Starts `num_processes` training processes on localhost (train or resume to `num_steps`), each with
+  `local_devices` CPU devices; returns their Popens.
 
   The main process writes the final params to `params_path` (.npz of the leaves in tree order).
   """
-  script = WORKER_SCRIPT.format(repo=REPO, num_processes=num_processes, num_steps=num_steps, workdir=str(workdir),
-                                tokenizer=str(tokenizer), params_path=str(params_path))
+  script = WORKER_SCRIPT.format(repo=REPO, num_processes=num_processes, local_devices=local_devices,
+                                num_steps=num_steps, workdir=str(workdir), tokenizer=str(tokenizer),
+                                params_path=str(params_path))
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)
+  if local_devices > 1:
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={local_devices}"
   if num_processes > 1:
     env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{free_port()}", JAX_NUM_PROCESSES=str(num_processes))
   # Logs go to files, not pipes: a process blocked on a full pipe would stall its peers' collectives.
@@ -110,8 +112,7 @@ def run_together(tokenizer, *runs):
 
 def losses_by_step(workdir):
   """[(step, loss/total)] of every training line of WORKDIR/metrics.jsonl, in file order."""
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [(record["step"], record["loss/total"]) for record in map(json.loads, f) if "loss/total" in record]
+  return [(record["step"], record["loss/total"]) for record in training_records(workdir)]
 
 
 def load_params(path):
@@ -141,6 +142,7 @@ def three_steps(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # minutes of training: not in CI (pyproject.toml)
 def test_two_processes_match_one_process_for_three_steps(three_steps):
   root, two_losses, one_losses = three_steps
   assert [step for step, _ in two_losses] == [1, 2, 3]
@@ -151,6 +153,7 @@ def test_two_processes_match_one_process_for_three_steps(three_steps):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_resume_across_processes_matches_one_process(three_steps):
   """2 new processes restore the 2-process step-3 checkpoint to step 5; 1 process resumes its own likewise."""
   root, _, _ = three_steps
@@ -173,21 +176,25 @@ SIGTERM_STEPS = 6
 def test_sigterm_to_one_process_stops_both_at_one_step_and_the_resume_is_bit_identical(tmp_path):
   """SIGTERM reaches process 1 of 2 only, after step 1: both stop at the same step with a checkpoint, exit 0.
 
-  2 new processes resume the stopped run to the end; then 2 more train the same steps without interruption (one
-  run after the other: 4 processes at once would need twice the memory). The resumed run's params are
-  bit-identical to the uninterrupted run's (the same programs on the same inputs), and it logs each step once.
+  Meanwhile one process with 2 CPU devices trains the same steps without interruption: the same global batches
+  through the same 2-device program (4 processes at once would need twice the memory). Then 2 new processes resume
+  the stopped run to the end. The resumed run's params are bit-identical to the uninterrupted run's, and it logs
+  each step once, with the same losses.
   """
   text.write_vocabulary_of(str(tmp_path / "tokenizer"), synthetic.vocabulary_words())
   stopped_dir, straight_dir = tmp_path / "stopped", tmp_path / "straight"
   processes = []
   try:
-    processes = start_run(2, SIGTERM_STEPS, stopped_dir, tmp_path / "tokenizer", tmp_path / "stopped.npz")
+    processes = start_run(1, SIGTERM_STEPS, straight_dir, tmp_path / "tokenizer", tmp_path / "straight.npz",
+                          local_devices=2)
+    processes += start_run(2, SIGTERM_STEPS, stopped_dir, tmp_path / "tokenizer", tmp_path / "stopped.npz")
+    stopping = processes[1:]
     deadline = time.monotonic() + TIMEOUT_S
     metrics = stopped_dir / "metrics.jsonl"
     while not (os.path.exists(metrics) and '"loss/total"' in metrics.read_text()):
-      assert all(p.poll() is None for p in processes) and time.monotonic() < deadline, "no step 1 logged"
+      assert all(p.poll() is None for p in stopping) and time.monotonic() < deadline, "no step 1 logged"
       time.sleep(0.01)
-    processes[1].send_signal(signal.SIGTERM)
+    stopping[1].send_signal(signal.SIGTERM)
     for process in processes:
       process.wait(TIMEOUT_S)
     logs = [open(process.log_path).read() for process in processes]
@@ -198,7 +205,7 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_the_resume_is_bit_ide
       if process.poll() is None:
         process.kill()
         process.wait()
-  lines = [re.search(r"train: stopped at step (\d+) of 6 \((.+?)\)", log) for log in logs]
+  lines = [re.search(r"train: stopped at step (\d+) of 6 \((.+?)\)", log) for log in logs[1:]]
   assert all(lines), logs
   assert [line.group(2) for line in lines] == ["another process's signal", "SIGTERM"]
   stopped = int(lines[0].group(1))
@@ -209,7 +216,6 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_the_resume_is_bit_ide
 
   logs = run_together(tmp_path / "tokenizer", (2, SIGTERM_STEPS, stopped_dir, tmp_path / "resumed.npz"))
   assert all(f"Resumed from step {stopped}" in log for log in logs)
-  run_together(tmp_path / "tokenizer", (2, SIGTERM_STEPS, straight_dir, tmp_path / "straight.npz"))
   assert losses_by_step(stopped_dir) == losses_by_step(straight_dir)  # each step once, the same losses
-  for resumed, straight in zip(load_params(tmp_path / "resumed.npz"), load_params(tmp_path / "straight.npz")):
-    np.testing.assert_array_equal(resumed, straight)
+  for resumed, uninterrupted in zip(load_params(tmp_path / "resumed.npz"), load_params(tmp_path / "straight.npz")):
+    np.testing.assert_array_equal(resumed, uninterrupted)

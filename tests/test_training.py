@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.conftest import tiny_config
+from tests.conftest import training_records
 from vidstyleode_jax import parallel
 from vidstyleode_jax import train
 from vidstyleode_jax import train_step
@@ -50,12 +51,6 @@ def test_frozen_params_stay_bit_identical_and_trainable_ones_change(config, tmp_
     assert np.mean(changed) > 0.5, f"only {np.mean(changed):.0%} of the {group} params changed"
 
 
-def read_metrics(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    lines = [json.loads(line) for line in f]
-  return [line for line in lines if "step" in line and "loss/total" in line]
-
-
 @pytest.mark.extended
 def test_resume_gives_the_same_params_and_data_order(tmp_path):
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
@@ -70,7 +65,7 @@ def test_resume_gives_the_same_params_and_data_order(tmp_path):
   # Bit-identical: the same XLA programs run on the same inputs, and orbax restores exact float32 values.
   for a, b in zip(jax.tree.leaves(host_copy(state_straight.params)), jax.tree.leaves(host_copy(state_resumed.params))):
     np.testing.assert_array_equal(a, b)
-  order = lambda workdir: [(m["step"], m["data/batch_checksum"]) for m in read_metrics(workdir)]
+  order = lambda workdir: [(m["step"], m["data/batch_checksum"]) for m in training_records(workdir)]
   assert order(straight) == order(resumed)
   assert [step for step, _ in order(resumed)] == [1, 2, 3, 4]
 

@@ -12,7 +12,10 @@ data.frames_per_video frames (the observed window, as long as the training video
 of the frames in [-1, 1] at the data size averaged over the held-out videos (docs/model.md §21.7):
   rec: the frames of the observed window, observed or not;
   extrap_1, extrap_2: the first and the second motion period after the window (each video its own period);
-  content: rendering z_C at every frame of the window, the baseline of a model that learned no motion.
+  content: rendering z_C at every frame of the window, the baseline of a model that learned no motion;
+  motion_rec, motion_extrap_1, motion_extrap_2: the same windows, on the motion alone: each video's frames minus
+    their mean over the whole video, decoded and true (a constant appearance error drops out);
+  still: motion_rec of a model whose frames do not move (the true frames' variance over the window).
 WORKDIR/comparison.md and comparison.json receive the table. --gif writes extrapolations of the first held-out
 videos by the first- and second-order periodic runs beside the truth.
 """
@@ -39,22 +42,29 @@ from vidstyleode_jax.data import sources
 from vidstyleode_jax.errors import UserError
 
 HORIZONS = (1, 2)  # motion periods past the observed window
+COLUMNS = ("rec", "extrap_1", "extrap_2", "content", "motion_rec", "motion_extrap_1", "motion_extrap_2", "still")
 GIF_RUNS = {"first order": "periodic_ode", "second order": "periodic_ode2"}
 GIF_FPS = 8.0
+GIF_SCALE = 4  # nearest-neighbour upscaling of the demo's small frames in the gif
 
 # --workdir (defined by vidstyleode_jax.train): the folder of the runs (one per variant) and of the table.
 flags.DEFINE_string("config_file", "configs/ablations.py", "The variants' config file.")
 flags.DEFINE_integer("num_steps", 300, "Training steps of every variant.")
+flags.DEFINE_integer("seed", None, "config.seed of every variant (default: the config's): the demo's frozen "
+                     "networks, videos and the initial params all change with it.")
 flags.DEFINE_list("variants", None, "Variants of configs/ablations.py to train and compare (default: all).")
 flags.DEFINE_integer("eval_max_steps", 4096, "dynamics.max_steps for the long evaluation solves.")
 flags.DEFINE_string("gif", None, "Also write this gif: first order | second order | truth on periodic videos.")
 flags.DEFINE_integer("gif_videos", 2, "Held-out videos in the gif.")
 
 
-def variant_config(config_file, variant, num_steps):
-  """The demo config of `variant` trained for num_steps, evaluated and checkpointed only at the end."""
+def variant_config(config_file, variant, num_steps, seed=None):
+  """The demo config of `variant` trained for num_steps, evaluated and checkpointed only at the end; `seed`, if
+  given, replaces config.seed."""
   config = config_files.load(f"{config_file}:{variant}")
   config.train.update(num_steps=num_steps, checkpoint_every=num_steps, sample_every=num_steps)
+  if seed is not None:
+    config.seed = seed
   return config
 
 
@@ -114,27 +124,38 @@ def evaluate(run):
   videos = long_eval_videos(run)
   frames, content = extrapolate(run, videos)
   real = videos.frames.astype(np.float32) / 127.5 - 1.0
-  window = run.config.data.frames_per_video
-  frame_errors = np.mean(np.square(frames - real), axis=(2, 3, 4))
-  metrics = window_errors(frame_errors, window, videos.periods)
-  metrics["content"] = float(np.mean(np.square(content[:, None] - real[:, :window])))
+  metrics = frame_metrics(frames, content, real, run.config.data.frames_per_video, videos.periods)
   metrics["params"] = int(sum(x.size for x in jax.tree.leaves(run.params)))
   return metrics
 
 
-def comparison_table(results, num_steps, paper_rows):
+def frame_metrics(frames, content, real, window, periods):
+  """frames, real: [videos, L, H, W, 3] decoded and true, in [-1, 1]; content: [videos, H, W, 3] z_C rendered;
+  window: observed frames; periods: [videos] frames. -> {column: value} for COLUMNS (the module docstring)."""
+  metrics = window_errors(np.mean(np.square(frames - real), axis=(2, 3, 4)), window, periods)
+  metrics["content"] = float(np.mean(np.square(content[:, None] - real[:, :window])))
+  motion, real_motion = frames - np.mean(frames, axis=1, keepdims=True), real - np.mean(real, axis=1, keepdims=True)
+  motion_windows = window_errors(np.mean(np.square(motion - real_motion), axis=(2, 3, 4)), window, periods)
+  metrics.update({f"motion_{name}": value for name, value in motion_windows.items()})
+  metrics["still"] = float(np.mean(np.square(real_motion[:, :window])))
+  return metrics
+
+
+def comparison_table(results, num_steps, seed, paper_rows):
   """Markdown: one section per demo motion, one row per variant; paper_rows: variant -> the paper's row."""
-  lines = [f"Held-out frame MSE in [-1, 1] after {num_steps} training steps (`python -m vidstyleode_jax.ablations`); "
-           "rec: observed window; extrap_h: h-th motion period after it; content: z_C at every frame."]
+  lines = [f"Held-out frame MSE in [-1, 1] after {num_steps} training steps with seed {seed} "
+           "(`python -m vidstyleode_jax.ablations`); rec: observed window; extrap_h: h-th motion period after it; "
+           "content: z_C at every frame; motion_*: the same "
+           "on each video's frames minus their mean over time; still: motion_rec of frames that do not move."]
   for motion in ("sinusoid", "periodic"):
     rows = [(name, m) for name, m in results.items() if m["motion"] == motion]
     if not rows:
       continue
     lines += ["", f"Demo motion `{motion}`:", "",
-              "| variant | paper row | params | rec | extrap_1 | extrap_2 | content |", "|---|---|---|---|---|---|---|"]
+              "| variant | paper row | params | " + " | ".join(COLUMNS) + " |", "|---|---|---|" + "---|" * len(COLUMNS)]
     for name, m in rows:
-      lines.append(f"| {name} | {paper_rows[name]} | {m['params']:,} | {m['rec']:.4f} | "
-                   f"{m['extrap_1']:.4f} | {m['extrap_2']:.4f} | {m['content']:.4f} |")
+      lines.append(f"| {name} | {paper_rows[name]} | {m['params']:,} | "
+                   + " | ".join(f"{m[column]:.4f}" for column in COLUMNS) + " |")
   return "\n".join(lines) + "\n"
 
 
@@ -147,7 +168,8 @@ def write_gif(path, runs, num_videos):
     columns[title] = extrapolate(run, videos)[0][:num_videos]
   columns["truth"] = videos.frames[:num_videos]
   first = run.config.data.frames_per_video // 2
-  columns = {title: frames[:, first:] for title, frames in columns.items()}
+  columns = {title: frames[:, first:].repeat(GIF_SCALE, axis=2).repeat(GIF_SCALE, axis=3)
+             for title, frames in columns.items()}
   video_io.write_gif(path, video_io.video_grid(columns), GIF_FPS)
 
 
@@ -166,13 +188,15 @@ def main(argv):
   results = {}
   for variant in variants:
     run_dir = os.path.join(workdir, variant)
-    train.train(variant_config(config_file, variant, num_steps), run_dir, progress=False)
+    config = variant_config(config_file, variant, num_steps, flags.FLAGS.seed)
+    train.train(config, run_dir, progress=False)
     run = trained_run.load(run_dir, ode_max_steps=flags.FLAGS.eval_max_steps)
     results[variant] = dict(evaluate(run), motion=run.config.data.motion)
     print(variant, results[variant], flush=True)
   files.write_text(os.path.join(workdir, "comparison.json"), json.dumps(results, indent=2) + "\n")
-  files.write_text(os.path.join(workdir, "comparison.md"), comparison_table(results, num_steps, paper_rows))
-  print(comparison_table(results, num_steps, paper_rows))
+  table = comparison_table(results, num_steps, config.seed, paper_rows)
+  files.write_text(os.path.join(workdir, "comparison.md"), table)
+  print(table)
   if flags.FLAGS.gif:
     runs = {title: trained_run.load(os.path.join(workdir, name), ode_max_steps=flags.FLAGS.eval_max_steps)
             for title, name in GIF_RUNS.items()}
