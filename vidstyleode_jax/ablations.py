@@ -141,9 +141,10 @@ def frame_metrics(frames, content, real, window, periods):
   return metrics
 
 
-def comparison_table(results, num_steps, seed, paper_rows):
+def comparison_table(results, num_steps, paper_rows):
   """Markdown: one section per demo motion, one row per variant; paper_rows: variant -> the paper's row."""
-  lines = [f"Held-out frame MSE in [-1, 1] after {num_steps} training steps with seed {seed} "
+  seeds = ", ".join(str(seed) for seed in sorted({m["seed"] for m in results.values()}))
+  lines = [f"Held-out frame MSE in [-1, 1] after {num_steps} training steps with seed {seeds} "
            "(`python -m vidstyleode_jax.ablations`); rec: observed window; extrap_h: h-th motion period after it; "
            "content: z_C at every frame; motion_*: the same "
            "on each video's frames minus their mean over time; still: motion_rec of frames that do not move."]
@@ -188,13 +189,12 @@ def main(argv):
   results = {}
   for variant in variants:
     run_dir = os.path.join(workdir, variant)
-    config = variant_config(config_file, variant, num_steps, flags.FLAGS.seed)
-    train.train(config, run_dir, progress=False)
+    train.train(variant_config(config_file, variant, num_steps, flags.FLAGS.seed), run_dir, progress=False)
     run = trained_run.load(run_dir, ode_max_steps=flags.FLAGS.eval_max_steps)
-    results[variant] = dict(evaluate(run), motion=run.config.data.motion)
+    results[variant] = dict(evaluate(run), motion=run.config.data.motion, seed=run.config.seed)
     print(variant, results[variant], flush=True)
   files.write_text(os.path.join(workdir, "comparison.json"), json.dumps(results, indent=2) + "\n")
-  table = comparison_table(results, num_steps, config.seed, paper_rows)
+  table = comparison_table(results, num_steps, paper_rows)
   files.write_text(os.path.join(workdir, "comparison.md"), table)
   print(table)
   if flags.FLAGS.gif:
