@@ -246,7 +246,6 @@ SOAK_KILLS = ("checkpoint write",) * 4 + ("after a step",) * 4 + ("start-up",) *
 
 
 @pytest.mark.slow
-@pytest.mark.extended  # its trainers (~5 GB each) beside CI's other test worker overflow a 24 GB machine
 def test_sigkill_soak_resumes_bit_identical_with_each_step_logged_once(tmp_path, uninterrupted):
   """10 SIGKILLs of one run with a checkpoint after every step, at seeded moments, each followed by a restart.
 

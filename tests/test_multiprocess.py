@@ -173,7 +173,6 @@ SIGTERM_STEPS = 6
 
 
 @pytest.mark.slow
-@pytest.mark.extended  # 3 compiling processes (~13 GB) beside CI's other test worker overflow a 24 GB machine
 def test_sigterm_to_one_process_stops_both_at_one_step_and_the_resume_is_bit_identical(tmp_path):
   """SIGTERM reaches process 1 of 2 only, after step 1: both stop at the same step with a checkpoint, exit 0.
 

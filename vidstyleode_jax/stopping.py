@@ -13,7 +13,7 @@ while the device runs the next step, so the loop does not wait for the device. T
 dispatched after the handler ran and is read while the step after it runs: the run stops two or three steps after
 the signal, at the same step on every process.
 
-Bad steps. The train step skips a bad step (non-finite loss, gradients or update, or a failed ODE solve) and flags
+Bad steps. The train step skips a bad step (non-finite loss or gradients, or a failed ODE solve) and flags
 it; `StepReview` logs each one with what went bad and raises a UserError after train.max_consecutive_skips bad
 steps in a row, naming the step and the metric.
 """

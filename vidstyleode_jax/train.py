@@ -6,8 +6,8 @@ Giving the same --workdir again resumes from its latest readable checkpoint. Con
 command line, e.g. --config.train.num_steps=100. The workdir receives checkpoints/, metrics.jsonl, tensorboard/
 and samples/ (mp4 and gif grids: real | reconstruction | edited | dynamics swapped).
 
-Long runs (README, "Long runs"): one trainer per workdir (run_lock.py); a bad step (non-finite loss, gradients or
-update, or a failed ODE solve) is skipped and counted in train/skipped_steps, and train.max_consecutive_skips of
+Long runs (README, "Long runs"): one trainer per workdir (run_lock.py); a bad step (non-finite loss or gradients,
+or a failed ODE solve) is skipped and counted in train/skipped_steps, and train.max_consecutive_skips of
 them in a row stop the run (stopping.py); SIGTERM or SIGINT stops it with a checkpoint at the step it reached and
 exit status 0, a second signal at once (stopping.py); an unreadable latest checkpoint is set aside and the one
 before it resumed (checkpointing.py).
