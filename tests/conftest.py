@@ -86,6 +86,27 @@ def free_compiled_programs():
   ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand the freed heap back to the system
 
 
+# Scheduling on CI's 2 workers (README: `-n 2 --dist loadgroup`). Each unit below runs whole on one worker, so that
+# module- and session-scoped fixtures are built once: a module is a unit, and the modules that share the session's
+# demo_run form one. Units start longest first (xdist keeps this order with --no-loadscope-reorder, in pyproject.toml),
+# so that the suite does not end waiting on one long unit that started last.
+DEMO_RUN_MODULES = ("test_apps.py", "test_evaluate.py", "test_ui.py")
+LONGEST_UNITS_FIRST = ("test_paper_path.py", "test_multiprocess.py", "demo_run", "test_long_runs.py",
+                       "test_ablations.py", "test_training.py")
+
+
+def scheduling_unit(item):
+  module = os.path.basename(str(item.path))
+  return "demo_run" if module in DEMO_RUN_MODULES else module
+
+
+def pytest_collection_modifyitems(config, items):
+  rank = {unit: i for i, unit in enumerate(LONGEST_UNITS_FIRST)}
+  for item in items:
+    item.add_marker(pytest.mark.xdist_group(scheduling_unit(item)))
+  items.sort(key=lambda item: rank.get(scheduling_unit(item), len(rank)))  # stable: the rest keep their order
+
+
 def pytest_runtest_teardown(item):
   """With VIDSTYLEODE_TEST_MEMORY=FILE, appends each test's peak resident memory (GiB) of this process to FILE."""
   path = os.environ.get("VIDSTYLEODE_TEST_MEMORY")
