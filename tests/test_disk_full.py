@@ -145,11 +145,11 @@ def test_checkpoint_on_a_full_disk(tmp_path, monkeypatch):
 
 def test_prepared_dataset_on_a_full_disk(tmp_path, monkeypatch):
   """array_record writes the shards to /dev/full: its own ENOSPC error, and no dataset or incomplete folder left."""
-  from tensorflow_datasets.core import file_adapters
+  # The module itself, not tfds's lazy wrapper of it: monkeypatch's undo through the wrapper deletes the writer.
+  from array_record.python import array_record_module
 
-  real_writer = file_adapters.array_record_module.ArrayRecordWriter
-  monkeypatch.setattr(file_adapters.array_record_module, "ArrayRecordWriter",
-                      lambda path, options: real_writer("/dev/full", options))
+  real_writer = array_record_module.ArrayRecordWriter
+  monkeypatch.setattr(array_record_module, "ArrayRecordWriter", lambda path, options: real_writer("/dev/full", options))
   examples = [dict(name="v", frames=np.zeros((2, 4, 4, 3), np.uint8), wplus=np.zeros((2, 2, 3), np.float32),
                    frame_index=np.arange(2), descriptions=["a figure"], fps=25.0)]
   with pytest.raises(UserError, match=r"cannot write .*vidstyleode_videos.*: no space left on the device"):

@@ -203,7 +203,7 @@ def make_train_step(nets, mesh):
   (bad_step_reason names what went bad). A finite global gradient norm bounds every gradient and its square, so
   Adam's moments and update stay finite from a finite state; the guard does not scan the new params and moments
   themselves, a reduction over every leaf that multiplied the fashion step's compile time more than tenfold
-  (docs/performance.md).
+  (docs/performance.md §2).
 
   metrics["train/stop_vote"] is the maximum of the batch's "stop_votes" ([batch] float32, each process's rows 1.0
   when it was asked to stop): every process reads the same vote, which travels with the step's own reduction of
