@@ -86,18 +86,19 @@ def free_compiled_programs():
   ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand the freed heap back to the system
 
 
-# Scheduling on CI's 2 workers (README: `-n 2 --dist loadgroup`). Each unit below runs whole on one worker, so that
-# module- and session-scoped fixtures are built once: a module is a unit, and the modules that share the session's
-# demo_run form one. Units start longest first (xdist keeps this order with --no-loadscope-reorder, in pyproject.toml),
-# so that the suite does not end waiting on one long unit that started last.
+# Scheduling on CI's 2 workers (README's `-n 2`; `--dist loadgroup --no-loadscope-reorder` in pyproject.toml's
+# addopts). Each unit runs whole on one worker, so that module- and session-scoped fixtures are built once: a module
+# is a unit, and the modules that share the session's demo_run form one. Units start longest first, so that the
+# suite does not end waiting on one long unit that started last.
+DEMO_RUN_UNIT = "demo_run"
 DEMO_RUN_MODULES = ("test_apps.py", "test_evaluate.py", "test_ui.py")
-LONGEST_UNITS_FIRST = ("test_paper_path.py", "test_multiprocess.py", "demo_run", "test_long_runs.py",
+LONGEST_UNITS_FIRST = ("test_paper_path.py", "test_multiprocess.py", DEMO_RUN_UNIT, "test_long_runs.py",
                        "test_ablations.py", "test_training.py")
 
 
 def scheduling_unit(item):
   module = os.path.basename(str(item.path))
-  return "demo_run" if module in DEMO_RUN_MODULES else module
+  return DEMO_RUN_UNIT if module in DEMO_RUN_MODULES else module
 
 
 def pytest_collection_modifyitems(config, items):

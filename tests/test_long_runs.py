@@ -2,8 +2,8 @@
 
 Every run here uses conftest's small_config, the demo model with one or two layers per network, so that each
 restart of a trainer (the soak starts one 11 times) traces a smaller train step; the compiled programs come from
-JAX's persistent compilation cache (conftest). Trainers run as `python -m vidstyleode_jax.train` subprocesses where a signal must
-reach them. "Bit-identical" compares every array of the final train state (params and Adam moments) with
+JAX's persistent compilation cache (conftest). Trainers run as `python -m vidstyleode_jax.train` subprocesses where
+a signal must reach them. "Bit-identical" compares every array of the final train state (params and Adam moments) with
 assert_array_equal against a run that was never interrupted.
 """
 
