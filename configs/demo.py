@@ -5,8 +5,8 @@
 The frozen networks (a 32x32 StyleGAN2, CLIP and DINO ViTs) are randomly initialised from the seed. The videos are
 rendered by that generator along smooth W+ trajectories, so their exact inversions are known, and each description
 is derived from its trajectory (colour, motion kind, speed). Expected on a 2-core CPU: a few minutes including
-compilation. A good run ends with the held-out reconstruction error (eval/rec_mse in metrics.jsonl) well below the
-content-only baseline (eval/content_mse), and the sample grids show the reconstruction following the real motion.
+compilation. The demo does not learn motion yet (README, docs/model.md §21.9): the held-out reconstruction error
+(eval/rec_mse in metrics.jsonl) ends about level with the content-only baseline (eval/content_mse).
 """
 
 import ml_collections

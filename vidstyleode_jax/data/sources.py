@@ -142,7 +142,7 @@ def synthetic_videos(config, frozen_networks, frozen_vars, split, num_frames=Non
       num_frames=d.frames_per_video if num_frames is None else num_frames,
       n_latent=frozen_networks.generator.n_latent, style_dim=config.generator.style_dim,
       amplitude=d.motion_amplitude, seed=[config.seed, SYNTHETIC_SPLITS.index(split)], motion=d.motion,
-      cycle_frames=d.frames_per_video, directions_seed=config.seed if d.motion == "periodic" else None,
+      cycle_frames=d.frames_per_video, directions_seed=config.seed,
   )
 
 

@@ -10,7 +10,8 @@ cycle_frames is the video length unless given. Motion "periodic" (docs/model.md 
 second harmonic, p_t = amplitude * (sin θ_t + 0.5 sin(2 θ_t + phase_2)) / 1.5 with θ_t = 2π * (t mod P) / P + phase,
 of period P = 8, 12 or 16 frames: evaluated on t mod P, the W+ trajectory repeats exactly (bit for bit) every P
 frames.
-Its motion directions are drawn from `directions_seed`, so that training and held-out videos share them.
+The demo draws its motion directions from `directions_seed` (the config seed), so that training and held-out videos
+share them and the held-out error measures the dynamics, not directions never seen in training.
 
 Since the frames are rendered from known codes, the exact inversions are stored with them. Each description is
 derived from the trajectory: the colour of the rendered video, the motion kind k and the speed (cycles or period).
