@@ -99,9 +99,12 @@ def get_config():
       num_dynamics_tokens=16,
       self_attention=True,
       fusion="cross_attention",  # or "concat"
+      init_std=0.125,  # 1 / sqrt(width); the paper's 0.02 passes too little motion at this width (docs/model.md §21.9)
   )
   c.model = dict(content="mean")  # z_C from the clip's W+: "mean", "first" or "random" frame
-  c.mapper = dict(group_sizes=(2, 3, 3), group_depths=(2, 2, 2), delta_scale=0.1, residual=True)
+  # output_activation "linear": the paper's leaky ReLU lets Δ barely go below zero (docs/model.md §21.9)
+  c.mapper = dict(group_sizes=(2, 3, 3), group_depths=(2, 2, 2), delta_scale=0.1, residual=True,
+                  output_activation="linear")
   c.loss = dict(
       rec=1.0,
       latent=1.0,

@@ -89,9 +89,11 @@ def get_config():
       num_dynamics_tokens=48,
       self_attention=True,
       fusion="cross_attention",  # or "concat"
+      init_std=0.02,  # attention, MLP and head kernels, as in the original
   )
   c.model = dict(content="mean")  # z_C from the clip's W+: "mean", "first" or "random" frame
-  c.mapper = dict(group_sizes=(4, 6, 8), group_depths=(7, 5, 5), delta_scale=0.01, residual=True)
+  c.mapper = dict(group_sizes=(4, 6, 8), group_depths=(7, 5, 5), delta_scale=0.01, residual=True,
+                  output_activation="leaky_relu")  # or "linear" (docs/model.md §21.9)
   c.loss = dict(
       rec=schedules.ramp(warmup=50_000, start=0.01, end=0.1, plateau=100_000),
       latent=1.0,

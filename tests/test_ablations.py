@@ -29,6 +29,7 @@ from vidstyleode_jax.data import synthetic
 from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import frozen
 from vidstyleode_jax.models import dynamics
+from vidstyleode_jax.models import mapper as mapper_lib
 from vidstyleode_jax.models import modulation
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -249,15 +250,21 @@ def fake_generator(style_dim=4, n_latent=6):
   return render, lambda z: z @ mapping_matrix
 
 
+def demo_data_setup(**data_fields):
+  """(config, frozen nets, their variables) of the tiny demo config with data_fields changed, as training builds
+  them for its synthetic videos."""
+  config = config_validation.resolve(tiny_config(), need_dataset=False)
+  config.data.update(**data_fields)
+  nets = frozen.build(config)
+  return config, nets, frozen.load_or_init(nets, config, jax.random.key(config.seed + 1))
+
+
 @pytest.mark.parametrize("motion", synthetic.MOTION_KINDS)
 def test_demo_frames_are_their_inversions_rendered(motion):
   """The generator renders the stored exact inversions as the stored uint8 frames, unclipped: the reconstruction
   loss reaches 0 at the true latents, and the frames' motion is far above what is left (a random generator whose
   images leave [-1, 1] missed the demo's frames by an MSE of 1.9, 17 times their temporal variance)."""
-  config = config_validation.resolve(tiny_config(), need_dataset=False)
-  config.data.update(num_eval_videos=3, motion=motion)
-  nets = frozen.build(config)
-  frozen_vars = frozen.load_or_init(nets, config, jax.random.key(config.seed + 1))
+  config, nets, frozen_vars = demo_data_setup(num_eval_videos=3, motion=motion)
   videos = sources.synthetic_videos(config, nets, frozen_vars, "eval")
   wplus = videos.wplus.reshape((-1,) + videos.wplus.shape[2:])
   rendered = np.asarray(nets.render(frozen_vars, jnp.asarray(wplus))).reshape(videos.frames.shape)
@@ -278,10 +285,7 @@ def unit_motion_directions(videos):
 def test_held_out_demo_videos_move_along_the_training_directions(motion):
   """Every held-out video moves along one of the training videos' motion directions (up to sign), so the held-out
   error measures the dynamics: with directions drawn per split, no held-out direction was ever seen in training."""
-  config = config_validation.resolve(tiny_config(), need_dataset=False)
-  config.data.update(num_train_videos=12, num_eval_videos=6, motion=motion)
-  nets = frozen.build(config)
-  frozen_vars = frozen.load_or_init(nets, config, jax.random.key(config.seed + 1))
+  config, nets, frozen_vars = demo_data_setup(num_train_videos=12, num_eval_videos=6, motion=motion)
   train_directions, held_out_directions = (
       unit_motion_directions(sources.synthetic_videos(config, nets, frozen_vars, split)) for split in ("train", "eval"))
   assert len(np.unique(np.round(np.abs(train_directions @ train_directions.T), 4))) > 1  # several directions
@@ -352,6 +356,46 @@ def test_motion_columns_drop_a_constant_appearance_error_and_a_still_model_score
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# The decoder options of docs/model.md §21.9: the modulation network's init scale and the mapper's output activation.
+
+
+def modulation_params(init_std):
+  module = modulation.ModulationNetwork(width=64, num_heads=4, num_self_layers=2, num_cross_layers=2, self_mlp_dim=256,
+                                        cross_mlp_dim=128, num_dynamics_tokens=16, init_std=init_std)
+  styles, tokens = jnp.zeros((1, 2, 64)), jnp.zeros((2, 16, 64))
+  return jax.tree_util.tree_flatten_with_path(module.init(jax.random.key(0), styles, tokens))[0]
+
+
+def test_modulation_init_std_scales_every_kernel_and_nothing_else():
+  """Each attention, MLP and head kernel (4,096 to 16,384 entries) has a sample std within 5% of init_std, at the
+  paper's 0.02 and the demo's 0.125; every other parameter (biases, LayerNorms, position tables) is the same."""
+  paper, demo = modulation_params(modulation.PAPER_INIT_STD), modulation_params(0.125)
+  kernels = 0
+  for (path, a), (_, b) in zip(paper, demo):
+    if "kernel" in jax.tree_util.keystr(path):
+      kernels += 1
+      for std, leaf in ((modulation.PAPER_INIT_STD, a), (0.125, b)):
+        assert abs(float(np.std(leaf)) / std - 1) < 0.05, (jax.tree_util.keystr(path), float(np.std(leaf)))
+    else:
+      np.testing.assert_array_equal(a, b)
+  assert kernels == (2 + 4) * 6 + 3  # 2 self and 4 cross blocks of q, k, v, out, fc1, fc2; 3 heads
+
+
+def test_linear_mapper_output_is_the_paper_mappers_last_pre_activation():
+  """Same params, two output activations: the paper's Δ is exactly leaky_relu of the linear mapper's Δ, so only
+  the last activation differs; and the linear Δ goes below zero as far as above it, where the paper's cannot go
+  below 0.01 of its largest value."""
+  content = jax.random.normal(jax.random.key(1), (4, 8, 64))
+  conditions = jax.random.normal(jax.random.key(2), (4, 3, 64))
+  mappers = {activation: mapper_lib.StyleMapper((2, 3, 3), (2, 2, 2), output_activation=activation)
+             for activation in mapper_lib.OUTPUT_ACTIVATIONS}
+  params = mappers["leaky_relu"].init(jax.random.key(0), content, conditions)
+  leaky, linear = (np.asarray(mappers[a].apply(params, content, conditions)) for a in ("leaky_relu", "linear"))
+  np.testing.assert_array_equal(leaky, np.asarray(jax.nn.leaky_relu(linear, mapper_lib.LEAKY_SLOPE)))
+  assert linear.min() < -0.5 * linear.max() and leaky.min() > -0.01 * leaky.max()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Config fields.
 
 
@@ -360,6 +404,8 @@ def test_motion_columns_drop_a_constant_appearance_error_and_a_still_model_score
     ("modulation.fusion", "sum"),
     ("modulation.self_attention", "no"),
     ("mapper.residual", 0),
+    ("mapper.output_activation", "relu"),
+    ("modulation.init_std", 0),
     ("model.content", "last"),
     ("loss.perceptual", "lpips"),
     ("data.motion", "jumpy"),
@@ -382,7 +428,8 @@ def test_vgg_loss_without_a_vgg_section_says_so(config):
 # Fields of the demo config that a config.json written before the ablation options, the remat of CLIP and DINO and
 # the non-finite guard does not have (written out here, not taken from LATER_FIELDS, which the test checks).
 OLDER_RUN_LACKS = ("dynamics.kind", "modulation.self_attention", "modulation.fusion", "mapper.residual",
-                   "loss.perceptual", "data.motion", "clip.remat", "dino.remat", "train.max_consecutive_skips")
+                   "loss.perceptual", "data.motion", "clip.remat", "dino.remat", "train.max_consecutive_skips",
+                   "mapper.output_activation", "modulation.init_std")
 
 
 def test_configs_saved_before_the_options_resolve_to_the_paper_model(config):
@@ -418,7 +465,8 @@ COMBINATIONS = {
         "mapper.residual": False, "model.content": "random", "loss.perceptual": "vgg", "loss.consistency": 0.0,
         "data.motion": "periodic",
     },
-    "lstm_first": {"dynamics.kind": "lstm", "model.content": "first"},
+    "lstm_first_paper_decoder": {"dynamics.kind": "lstm", "model.content": "first",
+                                 "mapper.output_activation": "leaky_relu", "modulation.init_std": 0.02},
 }
 
 

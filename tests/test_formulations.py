@@ -122,7 +122,7 @@ class PlainBlock(nn.Module):
     else:
       h = norm("ln_1")(x)
       x = x + PlainAttention(self.num_heads, name="attn")(h, h)
-    return x + modulation_lib.Mlp(self.mlp_dim, name="mlp")(norm("ln_2")(x))
+    return x + modulation_lib.Mlp(self.mlp_dim, modulation_lib.PAPER_INIT_STD, name="mlp")(norm("ln_2")(x))
 
 
 class PlainModulation(nn.Module):

@@ -16,6 +16,7 @@ from vidstyleode_jax.data import synthetic
 from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import dynamics
 from vidstyleode_jax.models import frozen
+from vidstyleode_jax.models import mapper as mapper_lib
 from vidstyleode_jax.models import modulation
 
 MASK_MODES = ("static", "interpolate", "extrapolate")
@@ -29,6 +30,8 @@ LATER_FIELDS = {
     "modulation.fusion": "cross_attention",
     "model.content": "mean",
     "mapper.residual": True,
+    "mapper.output_activation": "leaky_relu",
+    "modulation.init_std": modulation.PAPER_INIT_STD,
     "loss.perceptual": "dino",
     "clip.remat": False,
     "dino.remat": False,
@@ -126,6 +129,10 @@ def _check_fields(config):
   _require(isinstance(mod.self_attention, bool),
            f"modulation.self_attention={mod.self_attention!r} must be true or false")
   _require(isinstance(mapper.residual, bool), f"mapper.residual={mapper.residual!r} must be true or false")
+  _require(mapper.output_activation in mapper_lib.OUTPUT_ACTIVATIONS,
+           f"mapper.output_activation={mapper.output_activation!r} must be one of {mapper_lib.OUTPUT_ACTIVATIONS}")
+  _require(isinstance(mod.init_std, float) and mod.init_std > 0,
+           f"modulation.init_std={mod.init_std!r} must be a positive float")
   _require(config.model.content in inference.CONTENT_CODES,
            f"model.content={config.model.content!r} must be one of {inference.CONTENT_CODES}")
   _require(loss.perceptual in PERCEPTUAL_LOSSES, f"loss.perceptual={loss.perceptual!r} must be one of "

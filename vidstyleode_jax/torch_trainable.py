@@ -197,7 +197,9 @@ class TrainablePath(torch.nn.Module):
         x = F.layer_norm(x, x.shape[-2:], eps=1e-5)
         gamma = self._affine_mlp(conditions[:, group], *module, "gamma")[:, None]
         beta = self._affine_mlp(conditions[:, group], *module, "beta")[:, None]
-        x = F.leaky_relu(x * (1 + gamma) + beta, 0.01)
+        x = x * (1 + gamma) + beta
+        if i < depth - 1 or self.config.mapper.output_activation == "leaky_relu":
+          x = F.leaky_relu(x, 0.01)
       outputs.append(x)
       start += size
     return torch.cat(outputs, dim=1)

@@ -61,8 +61,8 @@ class VideoArrays:
       return cls(f["frames"], f["wplus"], tuple(str(d) for d in f["descriptions"]), periods)
 
 
-def make_videos(render, mapping, *, num_videos, num_frames, n_latent, style_dim, amplitude, seed,
-                motion="sinusoid", cycle_frames=None, directions_seed=None):
+def make_videos(render, mapping, *, num_videos, num_frames, n_latent, style_dim, amplitude, seed, directions_seed,
+                motion="sinusoid", cycle_frames=None):
   """Renders `num_videos` synthetic videos.
 
   The draws do not depend on num_frames or cycle_frames: a longer call with the same seed continues the same videos.
@@ -71,17 +71,17 @@ def make_videos(render, mapping, *, num_videos, num_frames, n_latent, style_dim,
     render: W+ [n, n_latent, style_dim] -> images [n, H, W, 3] in [-1, 1] (the frozen generator).
     mapping: z [n, style_dim] -> w [n, style_dim] (the generator's mapping network).
     amplitude: motion amplitude in units of the per-channel standard deviation of W.
-    seed: all randomness (codes, directions, motion choices) derives from it.
+    seed: the codes and the motion choices derive from it.
+    directions_seed: the motion directions derive from it (shared by the splits, see the module docstring).
     motion: "sinusoid" or "periodic" (see the module docstring).
     cycle_frames: the frames of one "sinusoid" time unit (default num_frames).
-    directions_seed: if given, the motion directions come from it instead of `seed`.
   """
   if motion not in MOTION_KINDS:
     raise ValueError(f"motion {motion!r} must be one of {MOTION_KINDS}")
   rng = np.random.default_rng(seed)
   w_std = np.asarray(mapping(jnp.asarray(rng.standard_normal((1024, style_dim)), jnp.float32))).std(axis=0)
-  direction_rng = rng if directions_seed is None else np.random.default_rng(directions_seed)
-  directions = direction_rng.standard_normal((len(MOTIONS), n_latent, style_dim)).astype(np.float32) * w_std
+  directions = np.random.default_rng(directions_seed).standard_normal((len(MOTIONS), n_latent, style_dim))
+  directions = directions.astype(np.float32) * w_std
   directions[:, n_latent // 2:] = 0.0  # motion changes the coarse and medium rows, so colours stay
 
   w_video = np.asarray(mapping(jnp.asarray(rng.standard_normal((num_videos, style_dim)), jnp.float32)))

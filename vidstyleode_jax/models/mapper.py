@@ -15,6 +15,7 @@ from vidstyleode_jax.models.layers import torch_dense
 
 LEAKY_SLOPE = 0.01
 LAYER_NORM_EPS = 1e-5
+OUTPUT_ACTIVATIONS = ("leaky_relu", "linear")
 
 
 def pixel_norm_over_layers(x):
@@ -23,9 +24,13 @@ def pixel_norm_over_layers(x):
 
 
 class ModulationModule(nn.Module):
-  """x <- lrelu((1 + gamma(c)) * LN(W x) + beta(c)), LN over the whole [layers, width] slab without affine."""
+  """x <- lrelu((1 + gamma(c)) * LN(W x) + beta(c)), LN over the whole [layers, width] slab without affine.
+
+  With `activate=False` the leaky ReLU is left out (see StyleMapper.output_activation).
+  """
 
   width: int
+  activate: bool = True
 
   def _affine_mlp(self, c, name):
     c = torch_dense(self.width, c.shape[-1], name=f"{name}_fc1")(c)
@@ -42,7 +47,8 @@ class ModulationModule(nn.Module):
     )(x)
     gamma = self._affine_mlp(condition, "gamma")[:, None, :]
     beta = self._affine_mlp(condition, "beta")[:, None, :]
-    return nn.leaky_relu(x * (1.0 + gamma) + beta, LEAKY_SLOPE)
+    x = x * (1.0 + gamma) + beta
+    return nn.leaky_relu(x, LEAKY_SLOPE) if self.activate else x
 
 
 
@@ -52,10 +58,13 @@ class StyleMapper(nn.Module):
   Attributes:
     group_sizes: W+ rows per group (coarse, medium, fine), e.g. (4, 6, 8) for 18 rows.
     group_depths: modulation modules per group, e.g. (7, 5, 5).
+    output_activation: of each group's last module: "leaky_relu" as in the paper, which leaves Δ almost
+      non-negative (slope 0.01 below zero), or "linear" (docs/model.md §21.9).
   """
 
   group_sizes: Sequence[int] = (4, 6, 8)
   group_depths: Sequence[int] = (7, 5, 5)
+  output_activation: str = "leaky_relu"
 
   @nn.compact
   def __call__(self, content, conditions):
@@ -67,7 +76,9 @@ class StyleMapper(nn.Module):
     for group, (size, depth) in enumerate(zip(self.group_sizes, self.group_depths)):
       x = pixel_norm_over_layers(content[:, start:start + size])
       for i in range(depth):
-        x = ModulationModule(width, name=f"group_{group}_{i}")(x, conditions[:, group])
+        last = i == depth - 1
+        activate = not last or self.output_activation == "leaky_relu"
+        x = ModulationModule(width, activate, name=f"group_{group}_{i}")(x, conditions[:, group])
       outputs.append(x)
       start += size
     return jnp.concatenate(outputs, axis=1)

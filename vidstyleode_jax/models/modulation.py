@@ -27,7 +27,7 @@ NUM_GROUPS = 3  # coarse, medium, fine
 FUSIONS = ("cross_attention", "concat")
 LAYER_NORM_EPS = 1e-5
 
-_dense_init = nn.initializers.normal(0.02)
+PAPER_INIT_STD = 0.02  # std of the normal init of every attention, MLP and head kernel in the original
 
 
 def _layer_norm(name=None):
@@ -39,18 +39,20 @@ def normalize(x):
   return nn.LayerNorm(epsilon=LAYER_NORM_EPS, use_fast_variance=False, use_scale=False, use_bias=False)(x)
 
 
-def attention_params(module: nn.Module, width: int, num_heads: int) -> dict[str, dict[str, jax.Array]]:
+def attention_params(module: nn.Module, width: int, num_heads: int,
+                     init_std: float) -> dict[str, dict[str, jax.Array]]:
   """The q, k, v and output projections of `module`'s attention, stored as flax.linen.DenseGeneral stores them.
 
   Returns {name: {"kernel", "bias"}} for query, key, value (kernel [width, heads, head_dim], bias [heads, head_dim])
-  and out (kernel [heads, head_dim, width], bias [width]); kernels N(0, 0.02), biases 0.
+  and out (kernel [heads, head_dim, width], bias [width]); kernels N(0, init_std**2), biases 0.
   """
   if width % num_heads:
     raise ValueError(f"width {width} is not divisible by num_heads {num_heads}")
   head_dim = width // num_heads
 
   def projection(name, in_shape, out_shape):
-    init = lambda key: {"kernel": _dense_init(key, in_shape + out_shape), "bias": jnp.zeros(out_shape)}
+    kernel_init = nn.initializers.normal(init_std)
+    init = lambda key: {"kernel": kernel_init(key, in_shape + out_shape), "bias": jnp.zeros(out_shape)}
     return module.param(name, init)
 
   params = {name: projection(name, (width,), (num_heads, head_dim)) for name in ("query", "key", "value")}
@@ -62,11 +64,12 @@ class SelfAttention(nn.Module):
   """Unmasked multi-head self-attention with separate q, k, v and output projections."""
 
   num_heads: int
+  init_std: float
 
   @nn.compact
   def __call__(self, x):
     """x: [batch, tokens, width] -> [batch, tokens, width]."""
-    p = attention_params(self, x.shape[-1], self.num_heads)
+    p = attention_params(self, x.shape[-1], self.num_heads, self.init_std)
     project = lambda name: jnp.einsum("btc,chd->bthd", x, p[name]["kernel"]) + p[name]["bias"]
     attended = jax.nn.dot_product_attention(project("query"), project("key"), project("value"))
     return jnp.einsum("bthd,hdc->btc", attended, p["out"]["kernel"]) + p["out"]["bias"]
@@ -83,6 +86,7 @@ class SingleQueryAttention(nn.Module):
   """
 
   num_heads: int
+  init_std: float
 
   @nn.compact
   def __call__(self, queries, normalized_context, scale, bias):
@@ -90,7 +94,7 @@ class SingleQueryAttention(nn.Module):
 
     Returns [..., batch, width].
     """
-    p = attention_params(self, queries.shape[-1], self.num_heads)
+    p = attention_params(self, queries.shape[-1], self.num_heads, self.init_std)
     q = jnp.einsum("...bc,chd->...bhd", queries, p["query"]["kernel"]) + p["query"]["bias"]
     q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
     query_keys = jnp.einsum("...bhd,chd->...bhc", q, p["key"]["kernel"]) * scale
@@ -104,13 +108,15 @@ class Mlp(nn.Module):
   """Linear -> exact GELU -> Linear back to the input width."""
 
   hidden_dim: int
+  init_std: float
 
   @nn.compact
   def __call__(self, x):
     width = x.shape[-1]
-    x = nn.Dense(self.hidden_dim, kernel_init=_dense_init, name="fc1")(x)
+    kernel_init = nn.initializers.normal(self.init_std)
+    x = nn.Dense(self.hidden_dim, kernel_init=kernel_init, name="fc1")(x)
     x = nn.gelu(x, approximate=False)
-    return nn.Dense(width, kernel_init=_dense_init, name="fc2")(x)
+    return nn.Dense(width, kernel_init=kernel_init, name="fc2")(x)
 
 
 class SelfAttentionBlock(nn.Module):
@@ -118,11 +124,12 @@ class SelfAttentionBlock(nn.Module):
 
   num_heads: int
   mlp_dim: int
+  init_std: float
 
   @nn.compact
   def __call__(self, x):
-    x = x + SelfAttention(self.num_heads, name="attn")(_layer_norm("ln_1")(x))
-    return x + Mlp(self.mlp_dim, name="mlp")(_layer_norm("ln_2")(x))
+    x = x + SelfAttention(self.num_heads, self.init_std, name="attn")(_layer_norm("ln_1")(x))
+    return x + Mlp(self.mlp_dim, self.init_std, name="mlp")(_layer_norm("ln_2")(x))
 
 
 class CrossAttentionBlock(nn.Module):
@@ -134,17 +141,18 @@ class CrossAttentionBlock(nn.Module):
 
   num_heads: int
   mlp_dim: int
+  init_std: float
 
   @nn.compact
   def __call__(self, x, normalized_y):
     """x: [..., batch, width], one token per row; normalized_y: [batch, tokens, width] -> [..., batch, width]."""
     width = x.shape[-1]
     ln_y = self.param("ln_y", lambda key: {"scale": jnp.ones((width,)), "bias": jnp.zeros((width,))})
-    attended = SingleQueryAttention(self.num_heads, name="attn")(
+    attended = SingleQueryAttention(self.num_heads, self.init_std, name="attn")(
         _layer_norm("ln_x")(x), normalized_y, ln_y["scale"], ln_y["bias"]
     )
     x = x + attended
-    return x + Mlp(self.mlp_dim, name="mlp")(_layer_norm("ln_2")(x))
+    return x + Mlp(self.mlp_dim, self.init_std, name="mlp")(_layer_norm("ln_2")(x))
 
 
 class ModulationNetwork(nn.Module):
@@ -161,6 +169,8 @@ class ModulationNetwork(nn.Module):
     self_attention: whether the dynamics tokens go through the self-attention blocks.
     fusion: how the coarse and medium branches combine the style token with the context: "cross_attention", or
       "concat" (one dense layer over [style, context flattened], sized at init by the number of tokens).
+    init_std: std of the normal init of every attention, MLP, concat and head kernel (PAPER_INIT_STD; the demo
+      scales it with the width, docs/model.md §21.9).
   """
 
   width: int = 512
@@ -172,6 +182,7 @@ class ModulationNetwork(nn.Module):
   num_dynamics_tokens: int = 48
   self_attention: bool = True
   fusion: str = "cross_attention"
+  init_std: float = PAPER_INIT_STD
 
   def attend_dynamics(self, dynamics_tokens):
     """dynamics_tokens: [batch, tokens, width] -> the self-attended context [batch, tokens, width]."""
@@ -183,7 +194,7 @@ class ModulationNetwork(nn.Module):
     y = dynamics_tokens + dynamics_pos[:, :num_tokens]
     if not self.self_attention:
       return y
-    block = SelfAttentionBlock(self.num_heads, self.self_mlp_dim, parent=None)
+    block = SelfAttentionBlock(self.num_heads, self.self_mlp_dim, self.init_std, parent=None)
     return block_scan.scan_blocks(self, block, [f"self_{i}" for i in range(self.num_self_layers)], y)[0]
 
   def condition(self, styles, context):
@@ -200,16 +211,19 @@ class ModulationNetwork(nn.Module):
         x = self.concat_fusion(x, context, name=f"concat_{group}")
       elif group < 2:
         for i in range(self.num_cross_layers):
-          x = CrossAttentionBlock(self.num_heads, self.cross_mlp_dim, name=f"cross_{group}_{i}")(x, normalized)
+          x = CrossAttentionBlock(self.num_heads, self.cross_mlp_dim, self.init_std, name=f"cross_{group}_{i}")(
+              x, normalized)
       x = _layer_norm(f"head_ln_{group}")(x)
-      branches.append(nn.Dense(self.width, use_bias=False, kernel_init=_dense_init, name=f"head_{group}")(x))
+      kernel_init = nn.initializers.normal(self.init_std)
+      branches.append(nn.Dense(self.width, use_bias=False, kernel_init=kernel_init, name=f"head_{group}")(x))
     return jnp.stack(branches, axis=-2)
 
   def concat_fusion(self, query, context, name):
     """query: [styles, batch, width]; context: [batch, tokens, width] -> Dense([query, context flattened]) [styles,
     batch, width]: (1 + tokens) * width inputs, width outputs, with bias."""
     flat = jnp.broadcast_to(context.reshape(context.shape[0], -1), query.shape[:-1] + (context[0].size,))
-    return nn.Dense(self.width, kernel_init=_dense_init, name=name)(jnp.concatenate([query, flat], axis=-1))
+    dense = nn.Dense(self.width, kernel_init=nn.initializers.normal(self.init_std), name=name)
+    return dense(jnp.concatenate([query, flat], axis=-1))
 
   @nn.compact
   def __call__(self, styles, dynamics_tokens):
