@@ -269,9 +269,9 @@ def test_demo_frames_are_their_inversions_rendered(motion):
   wplus = videos.wplus.reshape((-1,) + videos.wplus.shape[2:])
   rendered = np.asarray(nets.render(frozen_vars, jnp.asarray(wplus))).reshape(videos.frames.shape)
   real = videos.frames.astype(np.float32) / 127.5 - 1.0
-  assert np.mean(np.abs(rendered) > 1.0) < 0.05
+  assert np.mean(np.abs(rendered) > 1.0) < 0.01
   error = np.mean(np.square(rendered - real))
-  assert error < 0.25 * np.mean(np.var(real, axis=1)), error
+  assert error < 0.02 * np.mean(np.var(real, axis=1)), error
 
 
 def unit_motion_directions(videos):
