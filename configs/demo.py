@@ -33,6 +33,7 @@ def get_config():
       motion_amplitude=0.8,  # in units of the per-channel std of W, on the coarse and medium W+ rows
       motion="sinusoid",  # or "periodic": cycles of a few stated periods (data/synthetic.py)
       skip_frames=0,  # leading frames of every video left out of sampling
+      clip_span=0,  # 0: clips over the whole video, as the paper; > 0: within that many consecutive frames
       read_threads=1,  # threads reading the clips of a batch
       prefetch=2,  # batches kept ready ahead of the train step
   )

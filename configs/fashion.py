@@ -39,6 +39,7 @@ def get_config():
       width=192,
       batch_size=3,
       frames_per_clip=8,
+      clip_span=0,  # 0: clips over the whole video, as the paper; > 0: within that many consecutive frames
       frames_decoded=4,
       video_length=50.0,
       skip_frames=5,  # leading frames of every video dropped (by `prepare`, when it writes the dataset)

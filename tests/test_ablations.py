@@ -409,6 +409,7 @@ def test_linear_mapper_output_is_the_paper_mappers_last_pre_activation():
     ("model.content", "last"),
     ("loss.perceptual", "lpips"),
     ("data.motion", "jumpy"),
+    ("data.clip_span", 3),
 ])
 def test_bad_options_name_their_field(config, field, value):
   section, key = field.split(".")
@@ -429,7 +430,7 @@ def test_vgg_loss_without_a_vgg_section_says_so(config):
 # the non-finite guard does not have (written out here, not taken from LATER_FIELDS, which the test checks).
 OLDER_RUN_LACKS = ("dynamics.kind", "modulation.self_attention", "modulation.fusion", "mapper.residual",
                    "loss.perceptual", "data.motion", "clip.remat", "dino.remat", "train.max_consecutive_skips",
-                   "mapper.output_activation", "modulation.init_std")
+                   "mapper.output_activation", "modulation.init_std", "data.clip_span")
 
 
 def test_configs_saved_before_the_options_resolve_to_the_paper_model(config):

@@ -228,6 +228,27 @@ def test_clips_follow_the_sampling_rules_over_shared_re_based_frame_numbers(gapp
   assert len(drawn) == 10  # every pair of the 5 videos formed a batch
 
 
+def test_clips_with_a_clip_span_lie_in_a_window_of_consecutive_shared_frames():
+  """data.clip_span = 6 on videos of 24 frames (one video with a gap, so the window counts shared frame numbers, not
+  frames): every clip starts its window and lies within its 6 shared frame numbers; the windows start everywhere
+  from 0 to the last full window; the held-out clips take the first 6 shared frame numbers."""
+  frame_numbers = [np.arange(24), np.arange(24), np.delete(np.arange(24), 10)]
+  span, frames_per_clip = 6, 4
+  sampler = pipeline.ClipSampler(frame_numbers, batch_size=3, frames_per_clip=frames_per_clip, seed=0,
+                                 clip_span=span)
+  shared = np.delete(np.arange(24), 10)
+  starts = set()
+  for step in range(400):
+    _, clip = sampler.plan(step)
+    assert len(clip) == frames_per_clip and np.all(np.diff(clip) > 0)
+    start = int(np.searchsorted(shared, clip[0]))
+    assert shared[start] == clip[0] and set(clip.tolist()) <= set(shared[start:start + span].tolist()), clip
+    starts.add(start)
+  assert starts == set(range(len(shared) - span + 1))
+  np.testing.assert_array_equal(heldout.eval_frame_numbers(shared, frames_per_clip, span), [0, 2, 3, 5])
+  np.testing.assert_array_equal(heldout.eval_frame_numbers(shared, frames_per_clip), [0, 7, 16, 23])
+
+
 def test_batches_are_a_function_of_seed_and_step(gappy_dataset):
   videos, _ = recording_videos(gappy_dataset, skip_frames=1)
   tokens = np.arange(len(videos))[:, None]

@@ -65,6 +65,9 @@ def variant_config(config_file, variant, num_steps, seed=None):
   config.train.update(num_steps=num_steps, checkpoint_every=num_steps, sample_every=num_steps)
   if seed is not None:
     config.seed = seed
+  if config.data.get("clip_span"):
+    raise UserError(f"{config_file}:{variant}: data.clip_span={config.data.clip_span}; the comparison observes whole "
+                    "videos (their first data.frames_per_video frames), so it needs data.clip_span=0")
   return config
 
 

@@ -414,7 +414,7 @@ def benchmark_loader(config, dataset_dir, batches):
   videos = sources.PreparedVideos(prepared.open_split(dataset_dir, d.train_split))
   tokens = np.zeros((len(videos), config.clip.context_length), np.int32)  # tokenized once at start-up, not timed
   sampler = pipeline.ClipSampler(videos.frame_numbers, batch_size=d.batch_size, frames_per_clip=d.frames_per_clip,
-                                 seed=config.seed)
+                                 seed=config.seed, clip_span=d.clip_span)
   stream = pipeline.prefetch(pipeline.training_batches(videos, tokens, sampler, video_length=d.video_length,
                                                        first_step=0, read_threads=d.read_threads), size=d.prefetch)
   next(stream)

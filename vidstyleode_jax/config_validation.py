@@ -31,6 +31,7 @@ LATER_FIELDS = {
     "model.content": "mean",
     "mapper.residual": True,
     "mapper.output_activation": "leaky_relu",
+    "data.clip_span": 0,
     "modulation.init_std": modulation.PAPER_INIT_STD,
     "loss.perceptual": "dino",
     "clip.remat": False,
@@ -105,6 +106,9 @@ def _check_fields(config):
     for field in ("dataset_dir", "train_split", "eval_split"):
       _require(data.get(field), f"data.{field} must name a prepared dataset's folder or split for data.kind='prepared'")
   _require(data.skip_frames >= 0, f"data.skip_frames={data.skip_frames} must be >= 0")
+  _require(isinstance(data.clip_span, int) and (data.clip_span == 0 or data.clip_span >= data.frames_per_clip),
+           f"data.clip_span={data.clip_span!r} must be 0 (clips over the whole video) or an int >= "
+           f"data.frames_per_clip={data.frames_per_clip}")
   _require(data.read_threads >= 1, f"data.read_threads={data.read_threads} must be >= 1")
   _require(data.prefetch >= 1, f"data.prefetch={data.prefetch} must be >= 1")
   _require(data.num_eval_videos >= 1, f"data.num_eval_videos={data.num_eval_videos} must be >= 1")

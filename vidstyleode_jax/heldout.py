@@ -24,8 +24,11 @@ from vidstyleode_jax.data import pipeline
 SAMPLE_COLUMNS = ("real", "reconstruction", "edited", "dynamics swapped")
 
 
-def eval_frame_numbers(shared_frame_numbers, frames_per_clip):
-  """frames_per_clip evenly spaced entries of the (sorted) frame numbers several videos share, the first included."""
+def eval_frame_numbers(shared_frame_numbers, frames_per_clip, clip_span=0):
+  """frames_per_clip evenly spaced entries of the (sorted) frame numbers several videos share, the first included;
+  with a clip span (data.clip_span > 0), of the first clip_span of them, the window a training clip lies in."""
+  if clip_span:
+    shared_frame_numbers = shared_frame_numbers[:clip_span]
   if len(shared_frame_numbers) < frames_per_clip:
     raise ValueError(f"the evaluation videos share {len(shared_frame_numbers)} frame numbers, fewer than "
                      f"data.frames_per_clip={frames_per_clip}")
@@ -36,13 +39,13 @@ def eval_clips(nets, videos, tokens, num_videos=None):
   """Evenly spaced clips of the first held-out videos, read through their video source (data/sources.py).
 
   num_videos defaults to config.data.num_eval_videos (at most all of them). The clips take frames_per_clip evenly
-  spaced frame numbers among those the videos share. Returns (frames01 [b, T, H, W, 3] float32 in [0, 1],
-  wplus [b, T, n_latent, style_dim], tokens [b, context], times [T]).
+  spaced frame numbers among those the videos share (among the first data.clip_span of them). Returns
+  (frames01 [b, T, H, W, 3] float32 in [0, 1], wplus [b, T, n_latent, style_dim], tokens [b, context], times [T]).
   """
   d = nets.config.data
   video_ids = np.arange(min(len(videos), d.num_eval_videos if num_videos is None else num_videos))
   frame_numbers = eval_frame_numbers(pipeline.shared_frame_numbers(videos.frame_numbers, video_ids),
-                                     d.frames_per_clip)
+                                     d.frames_per_clip, d.clip_span)
   batch = pipeline.make_batch(videos, tokens, video_ids, frame_numbers, d.video_length)
   return batch["frames"].astype(np.float32) / 255.0, batch["wplus"], batch["tokens"], batch["times"][0]
 

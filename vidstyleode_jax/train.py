@@ -81,7 +81,7 @@ def setup(config, workdir, mesh=None):
   datasets = sources.load(config, nets.frozen, frozen_vars, workdir)
   sampler = pipeline.ClipSampler(
       datasets.train.frame_numbers, batch_size=config.data.batch_size,
-      frames_per_clip=config.data.frames_per_clip, seed=config.seed,
+      frames_per_clip=config.data.frames_per_clip, seed=config.seed, clip_span=config.data.clip_span,
   )
   video_ids, frame_numbers = sampler.plan(0)
   rows = pipeline.host_rows(config.data.batch_size, jax.process_index(), jax.process_count())

@@ -7,7 +7,8 @@ Each video has its usable frame numbers: its stored frames after the first skip_
 kept frame is 0. Per step, the videos come from a per-epoch permutation of the training set (consecutive groups of
 batch_size videos form the batches); the clip's frame numbers are frame 0 plus frames_per_clip - 1 distinct later
 frames, sorted, and shared by every video of the batch: they are drawn from the intersection of the batch's usable
-frame numbers.
+frame numbers. With a clip span (`data.clip_span` > 0, docs/model.md §21.9) the clip lies in a window of that many
+consecutive shared frame numbers at a random start: the window's first frame plus frames_per_clip - 1 later ones.
 
 Videos are read through a video source (data/sources.py), whatever the dataset kind:
   source.frame_numbers[v]              [frames] int64 usable frame numbers of video v
@@ -36,12 +37,14 @@ def shared_frame_numbers(frame_numbers, video_ids):
 class ClipSampler:
   """Plans batches: which videos and which frame numbers, for a given step."""
 
-  def __init__(self, frame_numbers, *, batch_size, frames_per_clip, seed):
-    """frame_numbers: per video, its usable frame numbers ([frames] int, sorted, starting at 0)."""
+  def __init__(self, frame_numbers, *, batch_size, frames_per_clip, seed, clip_span=0):
+    """frame_numbers: per video, its usable frame numbers ([frames] int, sorted, starting at 0); clip_span: 0 (clips
+    over the whole video, as the original) or the window, in shared frame numbers, that holds each clip."""
     self.frame_numbers = tuple(np.asarray(f, np.int64) for f in frame_numbers)
     self.batch_size = batch_size
     self.frames_per_clip = frames_per_clip
     self.seed = seed
+    self.clip_span = clip_span
     num_videos = len(self.frame_numbers)
     if num_videos < batch_size:
       raise ValueError(f"{num_videos} training videos cannot fill a batch of {batch_size}")
@@ -51,7 +54,7 @@ class ClipSampler:
     self.batches_per_epoch = num_videos // batch_size
 
   def plan(self, step):
-    """-> (video_ids [batch] int, frame_numbers [frames_per_clip] int64, sorted, starting at 0)."""
+    """-> (video_ids [batch] int, frame_numbers [frames_per_clip] int64, sorted; starting at 0 without a clip span)."""
     epoch, position = divmod(step, self.batches_per_epoch)
     order = np.random.default_rng([self.seed, epoch]).permutation(len(self.frame_numbers))
     video_ids = np.sort(order[position * self.batch_size:(position + 1) * self.batch_size])
@@ -61,6 +64,9 @@ class ClipSampler:
           f"step {step}: videos {video_ids.tolist()} share only {len(shared)} frame numbers, fewer than "
           f"frames_per_clip={self.frames_per_clip}")
     rng = np.random.default_rng([self.seed, epoch, position, 1])
+    if self.clip_span:
+      start = rng.integers(max(len(shared) - self.clip_span, 0) + 1)
+      shared = shared[start:start + self.clip_span]
     later = rng.choice(shared[1:], size=self.frames_per_clip - 1, replace=False)
     return video_ids, np.concatenate([shared[:1], np.sort(later)])
 
