@@ -5,7 +5,8 @@ The plain formulations are written here, test-local, where the package no longer
 that projects every dynamics token to keys and values and runs once per style token, the composition that tiles the
 dynamics per style, transformer blocks called one by one. Convolutions are compared with both of the package's
 formulations (XLA's convolution, used on GPU and TPU, and im2col matmuls, used on CPU), selected by patching
-backends.convolutions_as_matmul. Loss terms with a zero weight are checked not to run.
+backends.convolutions_as_matmul; stride-2 convolutions with their input gradient by phases (models/strided_conv.py)
+against XLA's. Loss terms with a zero weight are checked not to run.
 """
 
 import flax.linen as nn
@@ -21,6 +22,7 @@ from vidstyleode_jax.models import dynamics as dynamics_lib
 from vidstyleode_jax.models import layers
 from vidstyleode_jax.models import mapper as mapper_lib
 from vidstyleode_jax.models import modulation as modulation_lib
+from vidstyleode_jax.models import strided_conv
 from vidstyleode_jax.models import vidstyleode
 from vidstyleode_jax.models import vit as vit_lib
 
@@ -62,12 +64,31 @@ def test_conv_as_matmul_matches_convolution(kernel_size):
   assert_trees_close(matmul, convolution)
 
 
+@pytest.mark.parametrize("kernel_size,height,width", [(1, 9, 8), (3, 9, 7), (3, 8, 10), (4, 11, 9), (5, 12, 13)])
+def test_stride2_input_gradient_by_phases_matches_convolution(kernel_size, height, width):
+  """strided_conv.conv_stride2 (input gradient by output phases) against XLA's stride-2 convolution and its
+  gradients, for odd and even kernels and input sizes."""
+  rng = np.random.default_rng(kernel_size * height)
+  x = jnp.asarray(rng.normal(size=(2, height, width, 6)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(kernel_size, kernel_size, 6, 5)), jnp.float32)
+  plain = lambda x, kernel: jax.lax.conv_general_dilated(x, kernel, (2, 2), "VALID",
+                                                         dimension_numbers=strided_conv.DIMENSIONS)
+  cotangent = jnp.asarray(rng.normal(size=plain(x, kernel).shape), jnp.float32)
+
+  def outputs(conv):
+    return conv(x, kernel), jax.grad(lambda x, kernel: jnp.sum(conv(x, kernel) * cotangent), argnums=(0, 1))(x, kernel)
+
+  assert_trees_close(jax.jit(outputs, static_argnums=0)(strided_conv.conv_stride2),
+                     jax.jit(outputs, static_argnums=0)(plain))
+
+
 TINY = dict(base_channels=4, num_downsamples=2, spatial_channels=8, ode_hidden_channels=8, token_dim=16)
 
 
 def test_dynamics_encoder_convolution_formulations_agree(monkeypatch):
-  """The ODE-RNN (lax.scan over ConvGRU and f_enc), one f_dec evaluation and the tokens, with either formulation of
-  their convolutions: forward and parameter gradients."""
+  """The frame encoder, the ODE-RNN (lax.scan over ConvGRU and f_enc), one f_dec evaluation and the tokens, with
+  the CPU's formulations of their convolutions (im2col in loops, stride-2 input gradients by phases) and with XLA's:
+  forward and parameter gradients."""
   rng = np.random.default_rng(0)
   frames = jnp.asarray(rng.uniform(size=(2, 4, 16, 12, 3)), jnp.float32)
   ts = jnp.asarray([0.0, 0.1, 0.25, 0.4])
@@ -84,9 +105,11 @@ def test_dynamics_encoder_convolution_formulations_agree(monkeypatch):
     return model.apply(params, method=forward), jax.grad(objective)(params)
 
   results = {}
-  for as_matmul in (True, False):
-    monkeypatch.setattr(backends, "convolutions_as_matmul", lambda backend=None, value=as_matmul: value)
-    results[as_matmul] = jax.jit(outputs)(params)
+  for cpu_formulations in (True, False):
+    monkeypatch.setattr(backends, "convolutions_as_matmul", lambda backend=None, value=cpu_formulations: value)
+    monkeypatch.setattr(backends, "strided_input_gradient_by_phases",
+                        lambda backend=None, value=cpu_formulations: value)
+    results[cpu_formulations] = jax.jit(lambda params: outputs(params))(params)  # a fresh trace per formulation
   assert_trees_close(results[True], results[False])
 
 

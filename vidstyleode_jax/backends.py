@@ -29,3 +29,8 @@ def compiler_options(backend: str | None = None) -> dict[str, str]:
 def convolutions_as_matmul(backend: str | None = None) -> bool:
   """Whether the k x k convolutions that run inside loops are written as im2col matmuls on `backend`."""
   return _backend(backend) == "cpu"
+
+
+def strided_input_gradient_by_phases(backend: str | None = None) -> bool:
+  """Whether stride-2 convolutions take their input gradient by output phases (models/strided_conv.py) on `backend`."""
+  return _backend(backend) == "cpu"

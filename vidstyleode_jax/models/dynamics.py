@@ -53,7 +53,7 @@ class ResBlock(nn.Module):
     main = EqualConvLReLU(x.shape[-1], 3, name="conv1")(main)
     main = jnp.pad(main, ((0, 0), (1, 0), (1, 0), (0, 0)), mode="reflect")
     main = EqualConvLReLU(self.features, 3, stride=2, name="conv2")(main)
-    skip = EqualConv2d(self.features, 1, stride=2, name="skip")(x[:, :-1, :-1])
+    skip = EqualConv2d(self.features, 1, name="skip")(x[:, :-1:2, :-1:2])
     return (main + skip) / math.sqrt(2.0)
 
 

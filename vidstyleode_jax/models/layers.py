@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from vidstyleode_jax import backends
+from vidstyleode_jax.models import strided_conv
 
 LEAKY_SLOPE = 0.2
 LEAKY_GAIN = math.sqrt(2.0)
@@ -58,7 +59,11 @@ class EqualDense(nn.Module):
 
 
 class EqualConv2d(nn.Module):
-  """Conv with an equalised-lr kernel [kh, kw, in, out]; padding as explicit ((top, bottom), (left, right))."""
+  """Conv with an equalised-lr kernel [kh, kw, in, out]; padding as explicit ((top, bottom), (left, right)).
+
+  A stride-2 convolution takes its input gradient from models/strided_conv.py where the backend prefers it
+  (backends.strided_input_gradient_by_phases); the same sums either way.
+  """
 
   features: int
   kernel_size: int
@@ -74,13 +79,17 @@ class EqualConv2d(nn.Module):
         nn.initializers.normal(1.0),
         (self.kernel_size, self.kernel_size, x.shape[-1], self.features),
     )
-    y = jax.lax.conv_general_dilated(
-        x,
-        (kernel / math.sqrt(fan_in)).astype(x.dtype),
-        window_strides=(self.stride, self.stride),
-        padding=tuple(self.padding),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    )
+    kernel = (kernel / math.sqrt(fan_in)).astype(x.dtype)
+    if self.stride == strided_conv.STRIDE and backends.strided_input_gradient_by_phases():
+      y = strided_conv.conv_stride2(jnp.pad(x, ((0, 0), *self.padding, (0, 0))), kernel)
+    else:
+      y = jax.lax.conv_general_dilated(
+          x,
+          kernel,
+          window_strides=(self.stride, self.stride),
+          padding=tuple(self.padding),
+          dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      )
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
     return y
