@@ -332,6 +332,17 @@ def test_extrapolation_windows_follow_each_videos_period():
     ablations.window_errors(errors, 10, np.array([6.0, 16.0]))
 
 
+def test_the_observed_window_is_what_a_training_clip_spans():
+  """Whole videos with clip_span=0; the first clip_span frames otherwise, the encoder's frames evenly spaced in it."""
+  data = ablation_configs.get_config("full").data
+  data.update(frames_per_video=24, frames_per_clip=6, clip_span=0)
+  assert ablations.observed_window(data) == 24
+  np.testing.assert_array_equal(ablations.observed_frame_numbers(data), [0, 5, 9, 14, 18, 23])
+  data.clip_span = 10
+  assert ablations.observed_window(data) == 10
+  np.testing.assert_array_equal(ablations.observed_frame_numbers(data), [0, 2, 4, 5, 7, 9])
+
+
 def test_motion_columns_drop_a_constant_appearance_error_and_a_still_model_scores_still():
   """Decoded = truth + a per-video constant offset: rec errors of offset², motion errors 0. Decoded = each video's
   mean frame (no motion): motion errors equal the truth's variance over time, which over the window is `still`."""

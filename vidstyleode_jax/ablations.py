@@ -6,9 +6,10 @@ r"""Trains variants of configs/ablations.py on the demo data for one budget and 
 
 Each variant trains in WORKDIR/VARIANT (train.train: an unfinished run resumes, a finished one is only evaluated).
 Then the held-out demo videos are continued past their data.frames_per_video frames (the same videos, longer:
-data/sources.synthetic_videos), the encoder sees data.frames_per_clip evenly spaced frames of the first
-data.frames_per_video frames (the observed window, as long as the training videos), z_C comes from those frames
-(model.content), and the model decodes every frame up to two motion periods past the window. Reported, as the MSE
+data/sources.synthetic_videos), the encoder sees data.frames_per_clip evenly spaced frames of the observed window,
+z_C comes from those frames (model.content), and the model decodes every frame up to two motion periods past the
+window. The observed window is what a training clip spans: the first data.clip_span frames, or with clip_span=0
+the first data.frames_per_video (as long as the training videos). Reported, as the MSE
 of the frames in [-1, 1] at the data size averaged over the held-out videos (docs/model.md §21.7):
   rec: the frames of the observed window, observed or not;
   extrap_1, extrap_2: the first and the second motion period after the window (each video its own period);
@@ -65,10 +66,18 @@ def variant_config(config_file, variant, num_steps, seed=None):
   config.train.update(num_steps=num_steps, checkpoint_every=num_steps, sample_every=num_steps)
   if seed is not None:
     config.seed = seed
-  if config.data.get("clip_span"):
-    raise UserError(f"{config_file}:{variant}: data.clip_span={config.data.clip_span}; the comparison observes whole "
-                    "videos (their first data.frames_per_video frames), so it needs data.clip_span=0")
   return config
+
+
+def observed_window(data):
+  """Frames at the start of a held-out video that the model observes: data.clip_span, or the whole training
+  video's data.frames_per_video when clip_span is 0."""
+  return data.clip_span or data.frames_per_video
+
+
+def observed_frame_numbers(data):
+  """The data.frames_per_clip frame numbers the encoder sees, evenly spaced over the observed window."""
+  return heldout.eval_frame_numbers(np.arange(data.frames_per_video), data.frames_per_clip, data.clip_span)
 
 
 def long_eval_videos(run):
@@ -95,7 +104,7 @@ def extrapolate(run, videos):
   """Decodes every frame of `videos` from the observed window. -> (frames [b, L, H, W, 3] in about [-1, 1],
   content frames [b, H, W, 3])."""
   d = run.config.data
-  observed = heldout.eval_frame_numbers(np.arange(d.frames_per_video), d.frames_per_clip)
+  observed = observed_frame_numbers(d)
   all_times = (np.arange(videos.frames.shape[1]) / d.video_length).astype(np.float32)
   frames01 = videos.frames[:, observed].astype(np.float32) / 255.0
   frames, content = make_decode(run.nets)(run.params, run.frozen_vars, frames01, videos.wplus[:, observed],
@@ -127,7 +136,7 @@ def evaluate(run):
   videos = long_eval_videos(run)
   frames, content = extrapolate(run, videos)
   real = videos.frames.astype(np.float32) / 127.5 - 1.0
-  metrics = frame_metrics(frames, content, real, run.config.data.frames_per_video, videos.periods)
+  metrics = frame_metrics(frames, content, real, observed_window(run.config.data), videos.periods)
   metrics["params"] = int(sum(x.size for x in jax.tree.leaves(run.params)))
   return metrics
 
@@ -165,13 +174,13 @@ def comparison_table(results, num_steps, paper_rows):
 
 def write_gif(path, runs, num_videos):
   """First-order | second-order | truth on the first held-out periodic videos, from the middle of the observed
-  window to two periods past it (the window ends at frame data.frames_per_video)."""
+  window to two periods past it."""
   columns = {}
   for title, run in runs.items():
     videos = long_eval_videos(run)
     columns[title] = extrapolate(run, videos)[0][:num_videos]
   columns["truth"] = videos.frames[:num_videos]
-  first = run.config.data.frames_per_video // 2
+  first = observed_window(run.config.data) // 2
   columns = {title: frames[:, first:].repeat(GIF_SCALE, axis=2).repeat(GIF_SCALE, axis=3)
              for title, frames in columns.items()}
   video_io.write_gif(path, video_io.video_grid(columns), GIF_FPS)
