@@ -3,7 +3,8 @@
   python -m vidstyleode_jax.train --config=configs/ablations.py:lstm --workdir=runs/ablations/lstm
   python -m vidstyleode_jax.train --config=configs/ablations.py:fashion/lstm --workdir=...  # on the paper's setting
 
-The text after ':' is VARIANT or BASE/VARIANT, BASE one of demo (default), fashion, ravdess. Every variant is its
+The text after ':' is VARIANT or BASE/VARIANT, BASE one of demo (default), windows (configs/demo.py:windows, the
+demo on windows of consecutive frames), fashion, ravdess. Every variant is its
 base config with the fields of VARIANTS changed; `python -m vidstyleode_jax.ablations` trains them all on the demo
 data and writes one comparison table (docs/model.md §21, README "Ablations").
 
@@ -13,7 +14,9 @@ need adversarial training.
 
 from vidstyleode_jax import config_files
 
-BASES = ("demo", "fashion", "ravdess")
+# base -> (config file, its argument)
+BASES = {"demo": ("demo", ""), "windows": ("demo", "windows"), "fashion": ("fashion", ""),
+         "ravdess": ("ravdess", "")}
 NO_CONSISTENCY = {"loss.consistency": 0.0}
 VGG_PERCEPTUAL = {"loss.perceptual": "vgg"}
 # Faster motion than the demo's: the solves get more room than its 64 steps (a failed solve stops learning).
@@ -38,6 +41,7 @@ VARIANTS = {
 # (`python -m port_weights vgg vgg16-397923af.pth ported/vgg16`, docs/weight_formats.md §9).
 VGG_SECTIONS = {
     "demo": dict(checkpoint="", widths=(8, 16, 32, 32)),
+    "windows": dict(checkpoint="", widths=(8, 16, 32, 32)),
     "fashion": dict(checkpoint="ported/vgg16"),
     "ravdess": dict(checkpoint="ported/vgg16"),
 }
@@ -47,13 +51,15 @@ def get_config(arg="full"):
   base, _, variant = arg.rpartition("/")
   base = base or "demo"
   if base not in BASES:
-    raise ValueError(f"configs/ablations.py:{arg}: base {base!r} must be one of {BASES}")
+    raise ValueError(f"configs/ablations.py:{arg}: base {base!r} must be one of {tuple(BASES)}")
   if variant not in VARIANTS:
     raise ValueError(f"configs/ablations.py:{arg}: variant {variant!r} must be one of {sorted(VARIANTS)}")
   _, fields = VARIANTS[variant]
-  if base != "demo" and "data.motion" in fields:
+  config_file, config_arg = BASES[base]
+  base_module = config_files.sibling(__file__, config_file)
+  config = base_module.get_config(config_arg) if config_arg else base_module.get_config()
+  if config.data.kind != "synthetic" and "data.motion" in fields:
     raise ValueError(f"configs/ablations.py:{arg}: the periodic variants need the demo's synthetic data")
-  config = config_files.sibling(__file__, base).get_config()
   if fields.get("loss.perceptual") == "vgg":
     config.vgg = VGG_SECTIONS[base]
   for field, value in fields.items():

@@ -14,7 +14,16 @@ import ml_collections
 from vidstyleode_jax import schedules
 
 
-def get_config():
+# configs/demo.py:windows -- clips within 6 consecutive frames, a reconstruction loss that leads, both parameter
+# groups at 3e-4, 5000 steps: the setting under which the demo has learned some motion (docs/model.md §21.9).
+WINDOWS = {"data.clip_span": 6, "loss.rec": 10.0, "optim.learning_rate": 3e-4, "optim.dynamics_lr_multiplier": 1.0,
+           "train.num_steps": 5000}
+ARGS = ("", "windows")
+
+
+def get_config(arg=""):
+  if arg not in ARGS:
+    raise ValueError(f"configs/demo.py:{arg}: expected one of {ARGS}")
   c = ml_collections.ConfigDict()
   c.seed = 907
   c.frozen_compute_dtype = "float32"  # or "bfloat16": generator, CLIP and DINO compute (params stay float32)
@@ -123,4 +132,8 @@ def get_config():
   # max_consecutive_skips: bad (non-finite) steps in a row that stop the run; each one alone is skipped
   c.train = dict(num_steps=400, log_every=20, checkpoint_every=200, sample_every=200, keep_checkpoints=2,
                  max_consecutive_skips=10)
+  if arg == "windows":
+    for field, value in WINDOWS.items():
+      section, key = field.split(".")
+      c[section][key] = value
   return c

@@ -14,6 +14,7 @@ import scipy.integrate
 import torch
 
 from configs import ablations as ablation_configs
+from configs import demo as demo_config
 from tests.conftest import tiny_config
 from tests.test_dynamics import TINY, randomise, to_float64, torch_conv, torch_ode_func, torch_tensor
 from vidstyleode_jax import ablations
@@ -466,6 +467,15 @@ def test_every_variant_resolves_and_names_its_paper_row():
   with pytest.raises(ValueError, match="variant 'lsmt'"):
     ablation_configs.get_config("lsmt")
   assert ablation_configs.get_config("fashion/lstm").dynamics.kind == "lstm"
+  windows = config_validation.resolve(ablation_configs.get_config("windows/periodic_ode2"))
+  for field, value in demo_config.WINDOWS.items():
+    section, key = field.split(".")
+    assert windows[section][key] == value, field
+  assert (windows.dynamics.kind, windows.data.motion) == ("ode2", "periodic")
+  with pytest.raises(ValueError, match="configs/demo.py:window"):
+    demo_config.get_config("window")
+  with pytest.raises(UserError, match="--base=fashion"):
+    ablations.variant_config(ablation_configs.__file__, "full", 2, base="fashion")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ r"""Trains variants of configs/ablations.py on the demo data for one budget and 
   python -m vidstyleode_jax.ablations --workdir=runs/ablations --num_steps=300
   python -m vidstyleode_jax.ablations --workdir=runs/ablations --num_steps=300 \
       --variants=periodic_ode,periodic_ode2 --gif=docs/periodic_extrapolation.gif
+  python -m vidstyleode_jax.ablations --workdir=runs/ablations_windows --base=windows --num_steps=5000 \
+      --variants=full,ode2,periodic_ode,periodic_ode2
 
 Each variant trains in WORKDIR/VARIANT (train.train: an unfinished run resumes, a finished one is only evaluated).
 Then the held-out demo videos are continued past their data.frames_per_video frames (the same videos, longer:
@@ -50,6 +52,7 @@ GIF_SCALE = 4  # nearest-neighbour upscaling of the demo's small frames in the g
 
 # --workdir (defined by vidstyleode_jax.train): the folder of the runs (one per variant) and of the table.
 flags.DEFINE_string("config_file", "configs/ablations.py", "The variants' config file.")
+flags.DEFINE_string("base", "demo", "The variants' base config: demo, or windows (configs/demo.py:windows).")
 flags.DEFINE_integer("num_steps", 300, "Training steps of every variant.")
 flags.DEFINE_integer("seed", None, "config.seed of every variant (default: the config's): the demo's frozen "
                      "networks, videos and the initial params all change with it.")
@@ -59,10 +62,12 @@ flags.DEFINE_string("gif", None, "Also write this gif: first order | second orde
 flags.DEFINE_integer("gif_videos", 2, "Held-out videos in the gif.")
 
 
-def variant_config(config_file, variant, num_steps, seed=None):
-  """The demo config of `variant` trained for num_steps, evaluated and checkpointed only at the end; `seed`, if
-  given, replaces config.seed."""
-  config = config_files.load(f"{config_file}:{variant}")
+def variant_config(config_file, variant, num_steps, seed=None, base="demo"):
+  """The config of `variant` on `base` (configs/ablations.py) trained for num_steps, evaluated and checkpointed only
+  at the end; `seed`, if given, replaces config.seed."""
+  config = config_files.load(f"{config_file}:{base}/{variant}")
+  if config.data.kind != "synthetic":
+    raise UserError(f"--base={base}: the comparison runs on the demo's synthetic videos; expected a demo base")
   config.train.update(num_steps=num_steps, checkpoint_every=num_steps, sample_every=num_steps)
   if seed is not None:
     config.seed = seed
@@ -153,10 +158,10 @@ def frame_metrics(frames, content, real, window, periods):
   return metrics
 
 
-def comparison_table(results, num_steps, paper_rows):
+def comparison_table(results, num_steps, paper_rows, base="demo"):
   """Markdown: one section per demo motion, one row per variant; paper_rows: variant -> the paper's row."""
   seeds = ", ".join(str(seed) for seed in sorted({m["seed"] for m in results.values()}))
-  lines = [f"Held-out frame MSE in [-1, 1] after {num_steps} training steps with seed {seeds} "
+  lines = [f"Held-out frame MSE in [-1, 1] after {num_steps} training steps with seed {seeds} on base `{base}` "
            "(`python -m vidstyleode_jax.ablations`); rec: observed window; extrap_h: h-th motion period after it; "
            "content: z_C at every frame; motion_*: the same "
            "on each video's frames minus their mean over time; still: motion_rec of frames that do not move."]
@@ -201,12 +206,13 @@ def main(argv):
   results = {}
   for variant in variants:
     run_dir = os.path.join(workdir, variant)
-    train.train(variant_config(config_file, variant, num_steps, flags.FLAGS.seed), run_dir, progress=False)
+    config = variant_config(config_file, variant, num_steps, flags.FLAGS.seed, flags.FLAGS.base)
+    train.train(config, run_dir, progress=False)
     run = trained_run.load(run_dir, ode_max_steps=flags.FLAGS.eval_max_steps)
     results[variant] = dict(evaluate(run), motion=run.config.data.motion, seed=run.config.seed)
     print(variant, results[variant], flush=True)
   files.write_text(os.path.join(workdir, "comparison.json"), json.dumps(results, indent=2) + "\n")
-  table = comparison_table(results, num_steps, paper_rows)
+  table = comparison_table(results, num_steps, paper_rows, flags.FLAGS.base)
   files.write_text(os.path.join(workdir, "comparison.md"), table)
   print(table)
   if flags.FLAGS.gif:
