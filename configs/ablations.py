@@ -37,11 +37,10 @@ VARIANTS = {
     "periodic_ode": ("periodic demo motion, first-order ODE", PERIODIC),
     "periodic_ode2": ("periodic demo motion, second-order ODE", {**PERIODIC, "dynamics.kind": "ode2"}),
 }
-# The frozen VGG16 of the perceptual loss: random and narrow on the demo, torchvision's ImageNet weights otherwise
+# The frozen VGG16 of the perceptual loss, per base config file: random and narrow on the demo, torchvision's ImageNet weights otherwise
 # (`python -m port_weights vgg vgg16-397923af.pth ported/vgg16`, docs/weight_formats.md §9).
 VGG_SECTIONS = {
     "demo": dict(checkpoint="", widths=(8, 16, 32, 32)),
-    "windows": dict(checkpoint="", widths=(8, 16, 32, 32)),
     "fashion": dict(checkpoint="ported/vgg16"),
     "ravdess": dict(checkpoint="ported/vgg16"),
 }
@@ -61,9 +60,5 @@ def get_config(arg="full"):
   if config.data.kind != "synthetic" and "data.motion" in fields:
     raise ValueError(f"configs/ablations.py:{arg}: the periodic variants need the demo's synthetic data")
   if fields.get("loss.perceptual") == "vgg":
-    config.vgg = VGG_SECTIONS[base]
-  for field, value in fields.items():
-    section, key = field.split(".")
-    del config[section][key]  # the value may change type (a ramp becomes the constant 0)
-    config[section][key] = value
-  return config
+    config.vgg = VGG_SECTIONS[config_file]
+  return config_files.set_fields(config, fields)

@@ -11,6 +11,7 @@ compilation. The demo does not learn motion yet (README, docs/model.md §21.9): 
 
 import ml_collections
 
+from vidstyleode_jax import config_files
 from vidstyleode_jax import schedules
 
 
@@ -132,8 +133,4 @@ def get_config(arg=""):
   # max_consecutive_skips: bad (non-finite) steps in a row that stop the run; each one alone is skipped
   c.train = dict(num_steps=400, log_every=20, checkpoint_every=200, sample_every=200, keep_checkpoints=2,
                  max_consecutive_skips=10)
-  if arg == "windows":
-    for field, value in WINDOWS.items():
-      section, key = field.split(".")
-      c[section][key] = value
-  return c
+  return config_files.set_fields(c, WINDOWS) if arg == "windows" else c

@@ -19,6 +19,7 @@ from tests.conftest import tiny_config
 from tests.test_dynamics import TINY, randomise, to_float64, torch_conv, torch_ode_func, torch_tensor
 from vidstyleode_jax import ablations
 from vidstyleode_jax import checkpointing
+from vidstyleode_jax import config_files
 from vidstyleode_jax import config_validation
 from vidstyleode_jax import inference
 from vidstyleode_jax import train
@@ -501,11 +502,7 @@ def combination_config(fields):
   config.dino.update(depth=2, key_layer=1, cls_layer=0)
   if fields.get("loss.perceptual") == "vgg":
     config.vgg = ablation_configs.VGG_SECTIONS["demo"]
-  for field, value in fields.items():
-    section, key = field.split(".")
-    del config[section][key]
-    config[section][key] = value
-  return config
+  return config_files.set_fields(config, fields)
 
 
 @pytest.mark.slow

@@ -20,6 +20,15 @@ def _module_from_path(path, name):
   return module
 
 
+def set_fields(config, fields):
+  """Sets {"section.key": value} in `config`, in place; a value may change the field's type (a ramp becomes 0)."""
+  for field, value in fields.items():
+    section, key = field.split(".")
+    del config[section][key]
+    config[section][key] = value
+  return config
+
+
 def sibling(config_file, name):
   """The config module `name` (e.g. "fashion") in the folder of `config_file` (pass `__file__`)."""
   return _module_from_path(os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py"),
