@@ -37,8 +37,8 @@ VARIANTS = {
     "periodic_ode": ("periodic demo motion, first-order ODE", PERIODIC),
     "periodic_ode2": ("periodic demo motion, second-order ODE", {**PERIODIC, "dynamics.kind": "ode2"}),
 }
-# The frozen VGG16 of the perceptual loss, per base config file: random and narrow on the demo, torchvision's ImageNet weights otherwise
-# (`python -m port_weights vgg vgg16-397923af.pth ported/vgg16`, docs/weight_formats.md §9).
+# The frozen VGG16 of the perceptual loss, per base config file: random and narrow on the demo, torchvision's
+# ImageNet weights otherwise (`python -m port_weights vgg vgg16-397923af.pth ported/vgg16`, docs/weight_formats.md §9).
 VGG_SECTIONS = {
     "demo": dict(checkpoint="", widths=(8, 16, 32, 32)),
     "fashion": dict(checkpoint="ported/vgg16"),
