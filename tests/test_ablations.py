@@ -423,6 +423,7 @@ def test_linear_mapper_output_is_the_paper_mappers_last_pre_activation():
     ("loss.perceptual", "lpips"),
     ("data.motion", "jumpy"),
     ("data.clip_span", 3),
+    ("data.clip_span", 25),
 ])
 def test_bad_options_name_their_field(config, field, value):
   section, key = field.split(".")

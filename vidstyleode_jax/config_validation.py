@@ -115,6 +115,8 @@ def _check_fields(config):
   if data.kind == "synthetic":
     _require(data.motion in synthetic.MOTION_KINDS, f"data.motion={data.motion!r} must be one of "
              f"{synthetic.MOTION_KINDS}")
+    _require(data.clip_span <= data.frames_per_video, f"data.clip_span={data.clip_span} must be at most "
+             f"data.frames_per_video={data.frames_per_video}: a clip cannot span more frames than a demo video has")
 
   factor = 2**dyn.num_downsamples
   _require(
