@@ -347,7 +347,8 @@ def test_the_observed_window_is_what_a_training_clip_spans():
 
 def test_motion_columns_drop_a_constant_appearance_error_and_a_still_model_scores_still():
   """Decoded = truth + a per-video constant offset: rec errors of offset², motion errors 0. Decoded = each video's
-  mean frame (no motion): motion errors equal the truth's variance over time, which over the window is `still`."""
+  mean frame (no motion): each motion error is the truth's variance over time within its window, which over the
+  observed window is `still`. Decoded = truth up to the window's end and a constant drift after it: motion_rec 0."""
   rng = np.random.default_rng(0)
   window, periods = 6, np.array([3.0, 6.0])
   real = rng.uniform(-1, 1, (2, 18, 4, 4, 3)).astype(np.float32)
@@ -360,12 +361,19 @@ def test_motion_columns_drop_a_constant_appearance_error_and_a_still_model_score
 
   still = ablations.frame_metrics(np.broadcast_to(real.mean(axis=1, keepdims=True), real.shape), content, real,
                                   window, periods)
-  variance = np.square(real - real.mean(axis=1, keepdims=True)).mean(axis=(2, 3, 4))
-  np.testing.assert_allclose(still["motion_rec"], variance[:, :window].mean(), rtol=1e-5)
+  variance = lambda video, start, stop: np.var(real[video, start:stop], axis=0).mean()
+  np.testing.assert_allclose(still["motion_rec"], np.mean([variance(v, 0, window) for v in (0, 1)]), rtol=1e-5)
   np.testing.assert_allclose(still["still"], still["motion_rec"], rtol=1e-5)
-  np.testing.assert_allclose(still["motion_extrap_1"], np.mean([variance[0, 6:9].mean(), variance[1, 6:12].mean()]),
-                             rtol=1e-5)
+  np.testing.assert_allclose(still["motion_extrap_1"], np.mean([variance(0, 6, 9), variance(1, 6, 12)]), rtol=1e-5)
+  np.testing.assert_allclose(still["motion_extrap_2"], np.mean([variance(0, 9, 12), variance(1, 12, 18)]), rtol=1e-5)
+  for horizon in ("extrap_1", "extrap_2"):
+    np.testing.assert_allclose(still[f"still_{horizon}"], still[f"motion_{horizon}"], rtol=1e-5)
   assert set(still) == set(ablations.COLUMNS)
+
+  drift = np.where(np.arange(18)[None, :, None, None, None] < window, 0.0, 0.75).astype(np.float32)
+  drifted = ablations.frame_metrics(real + drift, content, real, window, periods)
+  assert drifted["motion_rec"] < 1e-12 and drifted["motion_extrap_1"] < 1e-12
+  np.testing.assert_allclose(drifted["extrap_1"], 0.75 ** 2, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ r"""Trains variants of configs/ablations.py on the demo data for one budget and 
   python -m vidstyleode_jax.ablations --workdir=runs/ablations --num_steps=300
   python -m vidstyleode_jax.ablations --workdir=runs/ablations --num_steps=300 \
       --variants=periodic_ode,periodic_ode2 --gif=docs/periodic_extrapolation.gif
-  python -m vidstyleode_jax.ablations --workdir=runs/ablations_windows --base=windows --num_steps=5000 \
+  python -m vidstyleode_jax.ablations --workdir=runs/ablations_windows --base=windows --num_steps=3000 \
       --variants=full,ode2,periodic_ode,periodic_ode2
 
 Each variant trains in WORKDIR/VARIANT (train.train: an unfinished run resumes, a finished one is only evaluated).
@@ -16,9 +16,11 @@ of the frames in [-1, 1] at the data size averaged over the held-out videos (doc
   rec: the frames of the observed window, observed or not;
   extrap_1, extrap_2: the first and the second motion period after the window (each video its own period);
   content: rendering z_C at every frame of the window, the baseline of a model that learned no motion;
-  motion_rec, motion_extrap_1, motion_extrap_2: the same windows, on the motion alone: each video's frames minus
-    their mean over the whole video, decoded and true (a constant appearance error drops out);
-  still: motion_rec of a model whose frames do not move (the true frames' variance over the window).
+  motion_rec, motion_extrap_1, motion_extrap_2: the same windows, on the motion alone: in each window, the frames
+    minus their mean over that window, decoded and true (a constant appearance error drops out, and so does an
+    offset that a drift past the window adds to another window);
+  still, still_extrap_1, still_extrap_2: the motion error of a model whose frames do not move in that window (the
+    true frames' variance over time there), the baseline of motion_rec, motion_extrap_1 and motion_extrap_2.
 WORKDIR/comparison.md and comparison.json receive the table. --gif writes extrapolations of the first held-out
 videos by the first- and second-order periodic runs beside the truth.
 """
@@ -45,7 +47,8 @@ from vidstyleode_jax.data import sources
 from vidstyleode_jax.errors import UserError
 
 HORIZONS = (1, 2)  # motion periods past the observed window
-COLUMNS = ("rec", "extrap_1", "extrap_2", "content", "motion_rec", "motion_extrap_1", "motion_extrap_2", "still")
+COLUMNS = ("rec", "extrap_1", "extrap_2", "content", "motion_rec", "motion_extrap_1", "motion_extrap_2", "still",
+           "still_extrap_1", "still_extrap_2")
 GIF_RUNS = {"first order": "periodic_ode", "second order": "periodic_ode2"}
 GIF_FPS = 8.0
 GIF_SCALE = 4  # nearest-neighbour upscaling of the demo's small frames in the gif
@@ -117,23 +120,42 @@ def extrapolate(run, videos):
   return np.asarray(frames), np.asarray(content)
 
 
-def window_errors(frame_errors, window, periods):
-  """frame_errors: [videos, L] per-frame MSE; window: observed frames; periods: [videos] frames.
+def window_ranges(window, periods, num_frames):
+  """window: observed frames; periods: [videos] frames; num_frames: frames decoded per video.
 
-  Returns {"rec": mean over the window, "extrap_h": mean over frames [window + (h-1) P, window + h P) of each video
-  (P its period, rounded), averaged over the videos}.
+  Returns {"rec": frames [0, window), "extrap_h": frames [window + (h-1) P, window + h P) with P the video's period,
+  rounded}, each a list of (start, stop), one per video.
   """
-  errors_by_name = {"rec": float(np.mean(frame_errors[:, :window]))}
+  ranges = {"rec": [(0, window)] * len(periods)}
   for horizon in HORIZONS:
-    per_video = []
-    for errors_v, period in zip(frame_errors, np.round(periods).astype(int)):
+    ranges[f"extrap_{horizon}"] = []
+    for period in np.round(periods).astype(int):
       start = window + (horizon - 1) * period
-      if start + period > len(errors_v):
+      if start + period > num_frames:
         raise ValueError(f"horizon {horizon} of a {period}-frame period needs {start + period} frames, "
-                         f"the videos have {len(errors_v)}")
-      per_video.append(np.mean(errors_v[start:start + period]))
-    errors_by_name[f"extrap_{horizon}"] = float(np.mean(per_video))
-  return errors_by_name
+                         f"the videos have {num_frames}")
+      ranges[f"extrap_{horizon}"].append((start, start + period))
+  return ranges
+
+
+def window_errors(frame_errors, window, periods):
+  """frame_errors: [videos, L] per-frame MSE. -> {name: the mean over each video's range (window_ranges), averaged
+  over the videos}."""
+  return {name: float(np.mean([np.mean(errors_v[start:stop]) for errors_v, (start, stop) in zip(frame_errors, spans)]))
+          for name, spans in window_ranges(window, periods, frame_errors.shape[1]).items()}
+
+
+def motion_errors(frames, real, window, periods):
+  """frames, real: [videos, L, ...]. -> for each range of window_ranges, averaged over the videos: "motion_" + name,
+  the MSE of the decoded frames against the true ones, each minus its own mean over the range; and the same for
+  frames that do not move, "still" (the observed window) or "still_" + name (the true frames' variance there)."""
+  centred = lambda x: x - np.mean(x, axis=0, keepdims=True)
+  errors = {}
+  for name, spans in window_ranges(window, periods, frames.shape[1]).items():
+    pairs = [(centred(f[start:stop]), centred(r[start:stop])) for f, r, (start, stop) in zip(frames, real, spans)]
+    errors[f"motion_{name}"] = float(np.mean([np.mean(np.square(f - r)) for f, r in pairs]))
+    errors["still" if name == "rec" else f"still_{name}"] = float(np.mean([np.mean(np.square(r)) for _, r in pairs]))
+  return errors
 
 
 def evaluate(run):
@@ -151,10 +173,7 @@ def frame_metrics(frames, content, real, window, periods):
   window: observed frames; periods: [videos] frames. -> {column: value} for COLUMNS (the module docstring)."""
   metrics = window_errors(np.mean(np.square(frames - real), axis=(2, 3, 4)), window, periods)
   metrics["content"] = float(np.mean(np.square(content[:, None] - real[:, :window])))
-  motion, real_motion = frames - np.mean(frames, axis=1, keepdims=True), real - np.mean(real, axis=1, keepdims=True)
-  motion_windows = window_errors(np.mean(np.square(motion - real_motion), axis=(2, 3, 4)), window, periods)
-  metrics.update({f"motion_{name}": value for name, value in motion_windows.items()})
-  metrics["still"] = float(np.mean(np.square(real_motion[:, :window])))
+  metrics.update(motion_errors(frames, real, window, periods))
   return metrics
 
 
@@ -163,8 +182,8 @@ def comparison_table(results, num_steps, paper_rows, base="demo"):
   seeds = ", ".join(str(seed) for seed in sorted({m["seed"] for m in results.values()}))
   lines = [f"Held-out frame MSE in [-1, 1] after {num_steps} training steps with seed {seeds} on base `{base}` "
            "(`python -m vidstyleode_jax.ablations`); rec: observed window; extrap_h: h-th motion period after it; "
-           "content: z_C at every frame; motion_*: the same "
-           "on each video's frames minus their mean over time; still: motion_rec of frames that do not move."]
+           "content: z_C at every frame; motion_*: the same on the frames minus their mean over each window; "
+           "still, still_*: motion_rec, motion_* of frames that do not move."]
   for motion in ("sinusoid", "periodic"):
     rows = [(name, m) for name, m in results.items() if m["motion"] == motion]
     if not rows:
