@@ -11,12 +11,12 @@ from tests.conftest import REPO
 
 SCRIPT = """
 import json, sys
-from vidstyleode_jax import bench, config_files
+from vidstyleode_jax import bench, config_files, config_validation
 from vidstyleode_jax.errors import UserError
 result = {}
 for path in sys.argv[1:]:
   try:
-    config = bench.with_random_weights(config_files.load(path))
+    config = config_validation.resolve(bench.with_random_weights(config_files.load(path)))
     result[path] = {name: dict(config[name]) for name in ("generator", "clip", "dino")}
     result[path]["data.kind"] = config.data.kind
   except UserError as error:

@@ -79,12 +79,16 @@ LOADER_FRAMES = 150
 GIB = 2.0**30
 
 
+RANDOM_CLIP_SPAN = 4  # a random batch's clips lie within the first RANDOM_CLIP_SPAN * data.frames_per_clip frames
+
+
 def random_batch(config, n_latent, seed=0):
   """A host batch with the shapes and dtypes of data/pipeline.make_batch."""
   d = config.data
   rng = np.random.default_rng(seed)
   b, t = d.batch_size, d.frames_per_clip
-  frame_numbers = np.concatenate([[0], np.sort(rng.choice(np.arange(1, 4 * t), t - 1, replace=False))])
+  frame_numbers = np.concatenate([[0], np.sort(rng.choice(np.arange(1, RANDOM_CLIP_SPAN * t), t - 1,
+                                                          replace=False))])
   return dict(
       frames=rng.integers(0, 256, (b, t, d.height, d.width, 3), dtype=np.uint8),
       wplus=rng.standard_normal((b, t, n_latent, config.generator.style_dim)).astype(np.float32),
@@ -112,7 +116,11 @@ PUBLISHED_ARCHITECTURES = {
 
 
 def with_random_weights(config):
-  """The config with the published architectures of its frozen networks, no weight paths and synthetic data."""
+  """The config with the published architectures of its frozen networks, no weight paths and synthetic data.
+
+  A prepared-data config's videos become RANDOM_CLIP_SPAN * data.frames_per_clip frames long, the span random_batch
+  draws its clips from.
+  """
   architectures = {}
   for name in frozen_lib.network_names(config):
     path = config[name].checkpoint
@@ -127,7 +135,9 @@ def with_random_weights(config):
     if section in config:
       config[section].checkpoint = ""
   config.clip.tokenizer = ""
-  config.data.kind = "synthetic"
+  if config.data.kind != "synthetic":
+    config.data.kind = "synthetic"
+    config.data.frames_per_video = RANDOM_CLIP_SPAN * config.data.frames_per_clip
   return config
 
 
