@@ -46,3 +46,16 @@ def test_paper_configs_get_the_published_architectures_and_an_unpublished_checkp
       assert {field: result[path][name][field] for field in fields} == fields, (path, name)
       assert result[path][name]["checkpoint"] == ""
   assert "vgg.checkpoint=ported/vgg16 is not one of the published checkpoints" in result[paths[2]]
+
+
+def test_compare_official_refuses_a_folder_without_the_official_modules_in_one_line(tmp_path):
+  """Smoke test of the refusal: the official modules are imported from the user's clone, which CI does not have."""
+  (tmp_path / "src" / "modules").mkdir(parents=True)
+  (tmp_path / "src" / "modules" / "minigpt.py").write_text("")
+  result = subprocess.run(
+      [sys.executable, "-m", "vidstyleode_jax.bench", "--config=configs/fashion.py", "--random_weights",
+       "--part=trainable", f"--compare_official={tmp_path}"], cwd=REPO, capture_output=True, text=True)
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"bench: error: --compare_official={tmp_path}: src/modules/video_encoder.py, src/modules/mapper.py not found; "
+      "expected a clone of https://github.com/MoayedHajiAli/VidStyleODE-official")

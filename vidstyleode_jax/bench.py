@@ -3,6 +3,8 @@ r"""Benchmarks the jitted train step of a config, or one part of it, on random i
   python -m vidstyleode_jax.bench --config=configs/demo.py
   python -m vidstyleode_jax.bench --config=configs/fashion.py --random_weights --config.data.batch_size=1
   python -m vidstyleode_jax.bench --config=configs/fashion.py --random_weights --part=trainable --compare_torch
+  python -m vidstyleode_jax.bench --config=configs/fashion.py --random_weights --part=trainable \
+      --compare_official=/path/to/VidStyleODE-official
   python -m vidstyleode_jax.bench --config=configs/fashion.py --loader_only [--dataset_dir=data/fashion]
 
 --part=full (the default) times the whole train step. It prints compile time, median step time, clips/s, ODE
@@ -24,6 +26,9 @@ the others' load, CPU seconds less so; the ratios of interleaved runs are the fi
 --compare_torch (trainable only) also runs torch_trainable.TrainablePath, the same path written in PyTorch after
 the original modules (float64 ODE), with the same parameter values, interleaved with ours in this process; it
 prints both times, their ratio and how far the two W+ outputs are apart. It needs PyTorch installed.
+--compare_official=DIR (trainable only) runs the official repository's own modules, imported from the clone DIR
+(official_trainable.py), interleaved in the same way, and prints their time and ratio; their parameters have the
+same count as ours but their own random values. It needs PyTorch, torchdiffeq and omegaconf.
 
 --loader_only times the input pipeline alone (no model): batches read from a prepared dataset's
 config.data.train_split with config.data.read_threads threads and config.data.prefetch batches ahead, as training
@@ -32,6 +37,7 @@ at the config's shapes (LOADER_VIDEOS videos of LOADER_FRAMES frames, random con
 """
 
 import os
+import platform
 import resource
 import shutil
 import tempfile
@@ -49,6 +55,7 @@ from vidstyleode_jax import backends
 from vidstyleode_jax import config_validation
 from vidstyleode_jax import errors
 from vidstyleode_jax import inference
+from vidstyleode_jax import official_trainable
 from vidstyleode_jax import parallel
 from vidstyleode_jax import train_step
 from vidstyleode_jax.data import pipeline
@@ -67,9 +74,11 @@ flags.DEFINE_bool("compile_only", False, "Stop after compiling: XLA's cost and m
 flags.DEFINE_bool("loader_only", False, "Time the input pipeline alone (no model): batches/s and clips/s.")
 flags.DEFINE_enum("part", "full", PARTS, "What to time: the whole train step or one part of it (see above).")
 flags.DEFINE_bool("compare_torch", False, "With --part=trainable: time the PyTorch path alongside, interleaved.")
-flags.DEFINE_integer("torch_threads", 0, "With --compare_torch: torch.set_num_threads (0: PyTorch's default, one "
-                     "per core). On a loaded machine 1 thread is often faster: PyTorch's threads wait for each "
-                     "other at every op.")
+flags.DEFINE_string("compare_official", "", "With --part=trainable: time the official VidStyleODE modules, "
+                    "imported from this clone of their repository, alongside, interleaved.")
+flags.DEFINE_integer("torch_threads", 0, "With --compare_torch or --compare_official: torch.set_num_threads (0: "
+                     "PyTorch's default, one per core). On a loaded machine 1 thread is often faster: PyTorch's "
+                     "threads wait for each other at every op.")
 flags.DEFINE_string("dataset_dir", "", "With --loader_only: the prepared dataset to read; empty: a temporary one "
                     "with random content at the config's frame and W+ shapes.")
 
@@ -80,6 +89,16 @@ GIB = 2.0**30
 
 
 RANDOM_CLIP_SPAN = 4  # a random batch's clips lie within the first RANDOM_CLIP_SPAN * data.frames_per_clip frames
+
+
+def _machine():
+  """The devices, and the host's CPU model and core count (CPU figures differ between hosts of one core count)."""
+  model = platform.processor()
+  if os.path.exists("/proc/cpuinfo"):
+    with open("/proc/cpuinfo") as f:
+      model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+  return {"devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+          "host": f"{model}, {os.cpu_count()} cores"}
 
 
 def random_batch(config, n_latent, seed=0):
@@ -183,7 +202,7 @@ def benchmark(config, steps, compile_only=False):
   compiled = step_fn.lower(state, frozen_vars, batch).compile()
   compile_seconds = time.perf_counter() - start
   figures = {
-      "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+      **_machine(),
       "batch_size": config.data.batch_size,
       "frozen_compute_dtype": config.frozen_compute_dtype,
       "remat (generator, clip, dino)": str((config.generator.remat, config.clip.remat, config.dino.remat)),
@@ -276,15 +295,18 @@ def frozen_part_programs(part, nets, config, frozen_vars, seed=0):
           "forward+backward": (jax.grad(scalar, argnums=1), (frozen_vars, inputs), 0)}
 
 
-def torch_programs(config, params, inputs, threads=0):
-  """The PyTorch trainable path with our parameter values: ({name: closure}, parameter count, threads used)."""
+def _import_torch(flag):
   try:
     import torch  # pylint: disable=g-import-not-at-top
-    from vidstyleode_jax import torch_trainable  # pylint: disable=g-import-not-at-top
   except ModuleNotFoundError as e:
-    raise app.UsageError(f"--compare_torch needs PyTorch ({e}); install it with pip install torch") from None
-  if threads:
-    torch.set_num_threads(threads)
+    raise app.UsageError(f"{flag} needs PyTorch ({e}); install it with pip install torch") from None
+  return torch
+
+
+def torch_programs(config, params, inputs):
+  """The PyTorch trainable path with our parameter values: ({name: closure}, parameter count)."""
+  torch = _import_torch("--compare_torch")
+  from vidstyleode_jax import torch_trainable  # pylint: disable=g-import-not-at-top
   module = torch_trainable.TrainablePath(jax.tree.map(np.asarray, params["params"]), config)
   o = config.optim
   dynamics, mapping = module.groups()
@@ -308,7 +330,7 @@ def torch_programs(config, params, inputs, threads=0):
     return nfe
 
   programs = {"forward": forward, "forward+backward+adam": step}
-  return programs, sum(p.numel() for p in module.parameters()), torch.get_num_threads()
+  return programs, sum(p.numel() for p in module.parameters())
 
 
 # Wall-clock seconds, and CPU seconds of this process (all its threads).
@@ -324,19 +346,24 @@ def _timed(times, name, fn, *args):
   return result
 
 
+
+
 def _load():
   return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def benchmark_part(config, part, steps, compile_only=False, compare_torch=False, torch_threads=0):
+def benchmark_part(config, part, steps, compile_only=False, compare_torch=False, torch_threads=0,
+                   compare_official=""):
   """Compiles and times the forward and the forward + backward programs of one part; returns a dict of figures."""
   config = config_validation.resolve(config)
-  if compare_torch and part != "trainable":
-    raise app.UsageError("--compare_torch applies to --part=trainable only")
+  for flag, value in (("--compare_torch", compare_torch), ("--compare_official", compare_official)):
+    if value and part != "trainable":
+      raise app.UsageError(f"{flag} applies to --part=trainable only")
+  if compare_official:
+    official_trainable.check_clone(compare_official)
   nets = inference.Networks.from_config(config)
   n_latent = nets.frozen.generator.n_latent
-  figures = {"devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}", "part": part,
-             "batch_size": config.data.batch_size, "load_before": _load()}
+  figures = {**_machine(), "part": part, "batch_size": config.data.batch_size, "load_before": _load()}
   if part == "trainable":
     inputs = trainable_inputs(config, n_latent)
     params, programs = trainable_programs(nets, config, inputs)
@@ -357,11 +384,22 @@ def benchmark_part(config, part, steps, compile_only=False, compare_torch=False,
   if compile_only:
     return figures
 
+  references = {}  # PyTorch paths timed beside ours: {label: {program name: closure}}
   if compare_torch:
-    torch_fns, figures["torch_params"], figures["torch_threads"] = torch_programs(config, params, inputs, torch_threads)
-    if figures["torch_params"] != figures["params"]:
-      raise AssertionError(f"torch path has {figures['torch_params']} params, ours {figures['params']}")
-    w_torch, _ = torch_fns["forward"]()
+    references["torch"], figures["torch_params"] = torch_programs(config, params, inputs)
+  if compare_official:
+    references["official"], figures["official_params"] = official_trainable.programs(
+        compare_official, config, inputs)
+  for label in references:
+    if figures[f"{label}_params"] != figures["params"]:
+      raise AssertionError(f"the {label} path has {figures[f'{label}_params']} params, ours {figures['params']}")
+  if references:
+    torch = _import_torch("--compare_torch" if compare_torch else "--compare_official")
+    if torch_threads:
+      torch.set_num_threads(torch_threads)
+    figures["torch_threads"] = torch.get_num_threads()
+  if compare_torch:
+    w_torch, _ = references["torch"]["forward"]()
     w_ours = np.asarray(compiled["forward"](*arguments["forward"])[0])
     scale = config.mapper.delta_scale
     figures["torch_vs_ours: max |delta difference|"] = float(np.abs(w_torch - w_ours).max() / scale)
@@ -382,18 +420,19 @@ def benchmark_part(config, part, steps, compile_only=False, compare_torch=False,
       out = _timed(times, name, run, name)
       if part == "trainable":
         nfes.setdefault(name, []).append(int(out[-1]))
-      if compare_torch:
-        result = _timed(times, f"torch {name}", torch_fns[name])
-        nfes.setdefault(f"torch {name}", []).append(result[1] if name == "forward" else result)
+      for label, fns in references.items():
+        result = _timed(times, f"{label} {name}", fns[name])
+        if label == "torch":
+          nfes.setdefault(f"torch {name}", []).append(result[1] if name == "forward" else result)
   for (name, clock), values in times.items():
     figures[f"{name}: median_{clock}"] = float(np.median(values))
   for name, values in nfes.items():
     figures[f"{name}: ode_nfe"] = float(np.mean(values))
-  if compare_torch:
+  for label in references:
     for name in compiled:
       for clock in CLOCKS:
-        figures[f"{name}: torch / ours ({clock})"] = (
-            figures[f"torch {name}: median_{clock}"] / figures[f"{name}: median_{clock}"])
+        figures[f"{name}: {label} / ours ({clock})"] = (
+            figures[f"{label} {name}: median_{clock}"] / figures[f"{name}: median_{clock}"])
   figures["load_after"] = _load()
   return figures
 
@@ -471,7 +510,7 @@ def main(argv):
       figures = benchmark(config, flags.FLAGS.steps, flags.FLAGS.compile_only)
     else:
       figures = benchmark_part(config, flags.FLAGS.part, flags.FLAGS.steps, flags.FLAGS.compile_only,
-                               flags.FLAGS.compare_torch, flags.FLAGS.torch_threads)
+                               flags.FLAGS.compare_torch, flags.FLAGS.torch_threads, flags.FLAGS.compare_official)
   for name, value in figures.items():
     print(f"{name:40s} {value:.4g}" if isinstance(value, float) else f"{name:40s} {value}")
 
