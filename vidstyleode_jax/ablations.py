@@ -21,12 +21,16 @@ of the frames in [-1, 1] at the data size averaged over the held-out videos (doc
     offset that a drift past the window adds to another window);
   still, still_extrap_1, still_extrap_2: the motion error of a model whose frames do not move in that window (the
     true frames' variance over time there), the baseline of motion_rec, motion_extrap_1 and motion_extrap_2.
-WORKDIR/comparison.md and comparison.json receive the table. --gif writes extrapolations of the first held-out
+Then `python -m vidstyleode_jax.evaluate` scores each variant's held-out videos with the paper's metrics (its own
+file in the variant's folder; --evaluate_flags adds flags, e.g. the ported metric networks' folders: without them
+FVD, FID, IS and the warping error are skipped, and PSNR, SSIM and CLIP accuracy remain), in a second table.
+WORKDIR/comparison.md and comparison.json receive the tables. --gif writes extrapolations of the first held-out
 videos by the first- and second-order periodic runs beside the truth.
 """
 
 import json
 import os
+import shlex
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +41,7 @@ from absl import flags
 from vidstyleode_jax import backends
 from vidstyleode_jax import config_files
 from vidstyleode_jax import errors
+from vidstyleode_jax import evaluate as evaluate_lib
 from vidstyleode_jax import files
 from vidstyleode_jax import heldout
 from vidstyleode_jax import inference
@@ -63,6 +68,9 @@ flags.DEFINE_list("variants", None, "Variants of configs/ablations.py to train a
 flags.DEFINE_integer("eval_max_steps", 4096, "dynamics.max_steps for the long evaluation solves.")
 flags.DEFINE_string("gif", None, "Also write this gif: first order | second order | truth on periodic videos.")
 flags.DEFINE_integer("gif_videos", 2, "Held-out videos in the gif.")
+flags.DEFINE_bool("evaluate", True, "Also score every variant with `python -m vidstyleode_jax.evaluate`.")
+flags.DEFINE_string("evaluate_flags", "", "More flags of `python -m vidstyleode_jax.evaluate` for every variant, "
+                    "e.g. '--i3d=ported/i3d_k400 --inception=ported/inception_pool3'.")
 
 
 def variant_config(config_file, variant, num_steps, seed=None, base="demo"):
@@ -196,6 +204,30 @@ def comparison_table(results, num_steps, paper_rows, base="demo"):
   return "\n".join(lines) + "\n"
 
 
+def evaluate_variant(run_dir, evaluate_flags=""):
+  """`python -m vidstyleode_jax.evaluate --workdir=RUN_DIR EVALUATE_FLAGS`, its file written where that command
+  writes it. Returns ({"SET METRIC": value} with an IS's mean, {skipped metric: why})."""
+  args = evaluate_lib.build_parser().parse_args(["--workdir", run_dir, "--no_progress", *shlex.split(evaluate_flags)])
+  document, out, _ = evaluate_lib.evaluate(args)
+  evaluate_lib.write_document(document, out)
+  scores = {f"{name} {metric}": value["mean"] if isinstance(value, dict) else value
+            for name, values in document["metrics"].items() for metric, value in values.items()}
+  return scores, document["skipped"]
+
+
+def evaluation_table(evaluations, evaluate_flags=""):
+  """Markdown: one row per variant of its `evaluate` scores; evaluations: variant -> evaluate_variant's result."""
+  columns = list(dict.fromkeys(column for scores, _ in evaluations.values() for column in scores))
+  command = " ".join(["python -m vidstyleode_jax.evaluate --workdir=WORKDIR/VARIANT", evaluate_flags]).strip()
+  lines = [f"The paper's metrics on each variant's held-out videos (`{command}`; sets: real, reconstruction, edit):",
+           "", "| variant | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+  for name, (scores, _) in evaluations.items():
+    lines.append(f"| {name} | " + " | ".join(f"{scores[c]:.4g}" if c in scores else "-" for c in columns) + " |")
+  skipped = {metric: why for _, skips in evaluations.values() for metric, why in skips.items()}
+  lines += [""] + [f"Skipped {metric}: {why}" for metric, why in skipped.items()] if skipped else []
+  return "\n".join(lines) + "\n"
+
+
 def write_gif(path, runs, num_videos):
   """First-order | second-order | truth on the first held-out periodic videos, from the middle of the observed
   window to two periods past it."""
@@ -222,16 +254,21 @@ def main(argv):
   unknown = sorted(set(variants) - set(paper_rows))
   if unknown:
     raise UserError(f"--variants: unknown {unknown}; expected names of {sorted(paper_rows)}")
-  results = {}
+  results, evaluations = {}, {}
   for variant in variants:
     run_dir = os.path.join(workdir, variant)
     config = variant_config(config_file, variant, num_steps, flags.FLAGS.seed, flags.FLAGS.base)
     train.train(config, run_dir, progress=False)
     run = trained_run.load(run_dir, ode_max_steps=flags.FLAGS.eval_max_steps)
     results[variant] = dict(evaluate(run), motion=run.config.data.motion, seed=run.config.seed)
+    if flags.FLAGS.evaluate:
+      evaluations[variant] = evaluate_variant(run_dir, flags.FLAGS.evaluate_flags)
+      results[variant]["evaluate"] = evaluations[variant][0]
     print(variant, results[variant], flush=True)
   files.write_text(os.path.join(workdir, "comparison.json"), json.dumps(results, indent=2) + "\n")
   table = comparison_table(results, num_steps, paper_rows, flags.FLAGS.base)
+  if evaluations:
+    table += "\n" + evaluation_table(evaluations, flags.FLAGS.evaluate_flags)
   files.write_text(os.path.join(workdir, "comparison.md"), table)
   print(table)
   if flags.FLAGS.gif:

@@ -445,12 +445,17 @@ def evaluate(args):
   return document, out, timer.report(num_batches, args.batch_size)
 
 
+def write_document(document, out):
+  """Writes the JSON document of `evaluate` to out, atomically."""
+  files.write_text(out, json.dumps(document, indent=2) + "\n")
+
+
 @errors.exits_on_user_error("evaluate")
 def main(argv=None):
   """Runs the command; returns the exit status (1 with a one-line message for a user error)."""
   args = build_parser().parse_args(argv)
   document, out, timings = evaluate(args)
-  files.write_text(out, json.dumps(document, indent=2) + "\n")
+  write_document(document, out)
   show = lambda value: f"{value['mean']:.4g} ± {value['std']:.2g}" if isinstance(value, dict) else f"{value:.4g}"
   for name, values in document["metrics"].items():
     print(f"{name}: " + ", ".join(f"{key} {show(value)}" for key, value in values.items()))
