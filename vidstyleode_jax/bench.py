@@ -384,6 +384,11 @@ def benchmark_part(config, part, steps, compile_only=False, compare_torch=False,
   if compile_only:
     return figures
 
+  if compare_torch or compare_official:
+    torch = _import_torch("--compare_torch" if compare_torch else "--compare_official")
+    if torch_threads:
+      torch.set_num_threads(torch_threads)
+    figures["torch_threads"] = torch.get_num_threads()
   references = {}  # PyTorch paths timed beside ours: {label: {program name: closure}}
   if compare_torch:
     references["torch"], figures["torch_params"] = torch_programs(config, params, inputs)
@@ -393,11 +398,6 @@ def benchmark_part(config, part, steps, compile_only=False, compare_torch=False,
   for label in references:
     if figures[f"{label}_params"] != figures["params"]:
       raise AssertionError(f"the {label} path has {figures[f'{label}_params']} params, ours {figures['params']}")
-  if references:
-    torch = _import_torch("--compare_torch" if compare_torch else "--compare_official")
-    if torch_threads:
-      torch.set_num_threads(torch_threads)
-    figures["torch_threads"] = torch.get_num_threads()
   if compare_torch:
     w_torch, _ = references["torch"]["forward"]()
     w_ours = np.asarray(compiled["forward"](*arguments["forward"])[0])
