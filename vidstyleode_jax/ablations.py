@@ -224,7 +224,8 @@ def evaluation_table(evaluations, evaluate_flags=""):
   for name, (scores, _) in evaluations.items():
     lines.append(f"| {name} | " + " | ".join(f"{scores[c]:.4g}" if c in scores else "-" for c in columns) + " |")
   skipped = {metric: why for _, skips in evaluations.values() for metric, why in skips.items()}
-  lines += [""] + [f"Skipped {metric}: {why}" for metric, why in skipped.items()] if skipped else []
+  if skipped:
+    lines += [""] + [f"Skipped {metric}: {why}" for metric, why in skipped.items()]
   return "\n".join(lines) + "\n"
 
 

@@ -27,7 +27,7 @@ the others' load, CPU seconds less so; the ratios of interleaved runs are the fi
 the original modules (float64 ODE), with the same parameter values, interleaved with ours in this process; it
 prints both times, their ratio and how far the two W+ outputs are apart. It needs PyTorch installed.
 --compare_official=DIR (trainable only) runs the official repository's own modules, imported from the clone DIR
-(official_trainable.py), interleaved in the same way, and prints their time and ratio; their parameters have the
+(official_trainable.py), interleaved in the same way, and prints their time, ratio and nfe; their parameters have the
 same count as ours but their own random values. It needs PyTorch, torchdiffeq and omegaconf.
 
 --loader_only times the input pipeline alone (no model): batches read from a prepared dataset's
@@ -304,7 +304,8 @@ def _import_torch(flag):
 
 
 def torch_programs(config, params, inputs):
-  """The PyTorch trainable path with our parameter values: ({name: closure}, parameter count)."""
+  """The PyTorch trainable path with our parameter values: ({name: closure returning (W+ or None, ODE nfe)},
+  parameter count)."""
   torch = _import_torch("--compare_torch")
   from vidstyleode_jax import torch_trainable  # pylint: disable=g-import-not-at-top
   module = torch_trainable.TrainablePath(jax.tree.map(np.asarray, params["params"]), config)
@@ -327,7 +328,7 @@ def torch_programs(config, params, inputs):
     w, nfe = module(*args)
     torch.mean(torch.square(w)).backward()
     optimizer.step()
-    return nfe
+    return None, nfe
 
   programs = {"forward": forward, "forward+backward+adam": step}
   return programs, sum(p.numel() for p in module.parameters())
@@ -421,9 +422,7 @@ def benchmark_part(config, part, steps, compile_only=False, compare_torch=False,
       if part == "trainable":
         nfes.setdefault(name, []).append(int(out[-1]))
       for label, fns in references.items():
-        result = _timed(times, f"{label} {name}", fns[name])
-        if label == "torch":
-          nfes.setdefault(f"torch {name}", []).append(result[1] if name == "forward" else result)
+        nfes.setdefault(f"{label} {name}", []).append(_timed(times, f"{label} {name}", fns[name])[1])
   for (name, clock), values in times.items():
     figures[f"{name}: median_{clock}"] = float(np.median(values))
   for name, values in nfes.items():

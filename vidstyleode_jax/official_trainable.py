@@ -93,7 +93,8 @@ def build(repo_dir, config):
 
 
 def programs(repo_dir, config, inputs):
-  """The official trainable path on `inputs` (bench.trainable_inputs): ({name: closure}, parameter count)."""
+  """The official trainable path on `inputs` (bench.trainable_inputs): ({name: closure returning (W+ or None, the
+  latent ODE's function evaluations)}, parameter count)."""
   import torch  # pylint: disable=g-import-not-at-top
   encoder, modulation, mapper = build(repo_dir, config)
   o = config.optim
@@ -112,8 +113,11 @@ def programs(repo_dir, config, inputs):
   content = time_major(tensor("content"))
   styles = [time_major(torch.from_numpy(np.array(style))).unsqueeze(1) for style in inputs["styles"]]
   mask = torch.ones(num_frames, 1)
+  evaluations = [0]  # calls of the decoding ODE's vector field, step-size selection included
+  encoder.diffeq_solver.ode_func.register_forward_hook(lambda *_: evaluations.__setitem__(0, evaluations[0] + 1))
 
   def path():
+    evaluations[0] = 0
     with _tensors_stay_on_cpu(torch):
       states = encoder.solve_ode(encoder.video_dynamics(frames, times, mask), query_times)
       tokens = states.permute(0, 2, 3, 1).reshape(num_decoded * batch, -1, states.shape[1])
@@ -122,12 +126,13 @@ def programs(repo_dir, config, inputs):
 
   def forward():
     with torch.no_grad():
-      return path()
+      return path().numpy(), evaluations[0]
 
   def step():
     optimizer.zero_grad()
     torch.mean(torch.square(path())).backward()
     optimizer.step()
+    return None, evaluations[0]
 
   count = sum(p.numel() for module in (encoder, modulation, mapper) for p in module.parameters())
   return {"forward": forward, "forward+backward+adam": step}, count
