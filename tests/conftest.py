@@ -96,11 +96,22 @@ LONGEST_UNITS_FIRST = ("test_paper_path.py", "test_multiprocess.py", DEMO_RUN_UN
                        "test_ablations.py", "test_training.py")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+  """With --dist loadgroup, stops the run where a worker's units did not take (each node id carries its unit after
+  an '@'): the suite would still pass, building every shared fixture on both workers."""
+  lost = [nodeid for nodeid in ids if "@" not in nodeid]
+  if node.config.getvalue("dist") == "loadgroup" and lost:
+    pytest.exit(f"--dist loadgroup did not group {lost[0]} (and {len(lost) - 1} more): pytest-xdist cannot mark this "
+                f"pytest's node ids (pyproject.toml pins pytest below 9.2)", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
 def scheduling_unit(item):
   module = os.path.basename(str(item.path))
   return DEMO_RUN_UNIT if module in DEMO_RUN_MODULES else module
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
   rank = {unit: i for i, unit in enumerate(LONGEST_UNITS_FIRST)}
   for item in items:

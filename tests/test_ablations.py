@@ -3,7 +3,6 @@ parameter counts, content codes, the periodic demo data, config checks, and ever
 """
 
 import functools
-import json
 import math
 import operator
 
@@ -22,7 +21,6 @@ from vidstyleode_jax import ablations
 from vidstyleode_jax import checkpointing
 from vidstyleode_jax import config_files
 from vidstyleode_jax import config_validation
-from vidstyleode_jax import evaluate
 from vidstyleode_jax import inference
 from vidstyleode_jax import train
 from vidstyleode_jax import train_step
@@ -376,20 +374,6 @@ def test_motion_columns_drop_a_constant_appearance_error_and_a_still_model_score
   drifted = ablations.frame_metrics(real + drift, content, real, window, periods)
   assert drifted["motion_rec"] < 1e-12 and drifted["motion_extrap_1"] < 1e-12
   np.testing.assert_allclose(drifted["extrap_1"], 0.75 ** 2, rtol=1e-6)
-
-
-def test_each_variant_is_scored_by_the_evaluate_command(demo_run, tmp_path):
-  """evaluate_variant runs `python -m vidstyleode_jax.evaluate` with the given flags: its scores and its file are the
-  command's own (run separately here), by set and metric."""
-  common = ["--num_videos=2", "--clip_frames=9", "--batch_size=2", "--metrics=rec,clip_acc"]
-  scores, skipped = ablations.evaluate_variant(demo_run.workdir, " ".join(common + [f"--out={tmp_path / 'a.json'}"]))
-  assert evaluate.main(["--workdir", demo_run.workdir, *common, f"--out={tmp_path / 'b.json'}", "--no_progress"]) == 0
-  document = json.loads((tmp_path / "b.json").read_text())
-  assert scores == {f"{name} {metric}": value for name, values in document["metrics"].items()
-                    for metric, value in values.items()}
-  assert {"reconstruction psnr", "reconstruction ssim", "edit clip_accuracy"} <= set(scores)
-  assert json.loads((tmp_path / "a.json").read_text())["metrics"] == document["metrics"]
-  assert skipped == document["skipped"] == {}
 
 
 def test_evaluation_table_has_a_row_per_variant_and_names_what_was_skipped():

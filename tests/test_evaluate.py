@@ -1,6 +1,7 @@
 """`python -m vidstyleode_jax.evaluate` on the session's demo run: twice with the same seed (identical JSON), its
 reconstruction scores against an independent reconstruction (inference.reconstruct, NumPy PSNR, scikit-image SSIM),
-and bad inputs (one line, exit 1, no output file).
+bad inputs (one line, exit 1, no output file), and the ablations CLI's call of the command
+(ablations.evaluate_variant).
 
 FVD and FID run on the real I3D and Inception weights of the installed packages, ported with `--from-package`; IS
 on a random NVIDIA-layout Inception with logits (no real one is reachable), the warping error on a random-weight
@@ -24,6 +25,7 @@ from tests.reference import nv_inception
 from tests.reference import raft as raft_reference
 from tests.test_port_i3d_inception import randomise
 from tests.test_port_raft import reference_model
+from vidstyleode_jax import ablations
 from vidstyleode_jax import evaluate
 from vidstyleode_jax import evaluation_plan
 from vidstyleode_jax import files
@@ -169,3 +171,17 @@ def test_bad_input_is_one_line_and_writes_nothing(demo_run, tmp_path, capsys, ca
   lines = err.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("evaluate: error: ") and expected in lines[0], err
   assert not os.listdir(out.parent)
+
+
+def test_each_variant_is_scored_by_the_evaluate_command(demo_run, tmp_path):
+  """evaluate_variant runs `python -m vidstyleode_jax.evaluate` with the given flags: its scores and its file are the
+  command's own (run separately here), by set and metric."""
+  common = ["--num_videos=2", "--clip_frames=9", "--batch_size=2", "--metrics=rec,clip_acc"]
+  scores, skipped = ablations.evaluate_variant(demo_run.workdir, " ".join(common + [f"--out={tmp_path / 'a.json'}"]))
+  assert evaluate.main(["--workdir", demo_run.workdir, *common, f"--out={tmp_path / 'b.json'}", "--no_progress"]) == 0
+  document = json.loads((tmp_path / "b.json").read_text())
+  assert scores == {f"{name} {metric}": value for name, values in document["metrics"].items()
+                    for metric, value in values.items()}
+  assert {"reconstruction psnr", "reconstruction ssim", "edit clip_accuracy"} <= set(scores)
+  assert json.loads((tmp_path / "a.json").read_text())["metrics"] == document["metrics"]
+  assert skipped == document["skipped"] == {}

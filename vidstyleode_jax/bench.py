@@ -9,9 +9,11 @@ r"""Benchmarks the jitted train step of a config, or one part of it, on random i
 
 --part=full (the default) times the whole train step. It prints compile time, median step time, clips/s, ODE
 function evaluations per step, peak memory (the device's allocator where it reports one, else the process's peak
-RSS) and XLA's cost and memory analysis of the compiled step. --random_weights benchmarks a config whose ported
-weights or dataset are not at hand: its frozen networks get the architectures of the published checkpoints
-(PUBLISHED_ARCHITECTURES) and random values. No dataset is read: the batch is random frames, inversions and token ids.
+RSS), XLA's cost and memory analysis of the compiled step, and the FLOP rate (XLA's FLOPs over the median step
+time) with its share of the device's peak where that is known (PEAK_TFLOPS, or --peak_tflops). --random_weights
+benchmarks a config whose ported weights or dataset are not at hand: its frozen networks get the architectures of
+the published checkpoints (PUBLISHED_ARCHITECTURES) and random values. No dataset is read: the batch is random
+frames, inversions and token ids.
 
 The other parts time one piece of the step, forward alone and forward + backward, with the step's batch sizes
 (B videos, T clip frames, N decoded frames, k = min(clip_frames, N) CLIP frames):
@@ -22,7 +24,8 @@ The other parts time one piece of the step, forward alone and forward + backward
   clip       the CLIP image embedding of 2 * B * k frames at the generator's size; backward w.r.t. the frames
 Forward and backward runs are interleaved; medians of wall-clock seconds (s) and of this process's CPU seconds
 (cpu_s, all threads) are reported with the load average before and after. Times on a shared machine are inflated by
-the others' load, CPU seconds less so; the ratios of interleaved runs are the figures to compare.
+the others' load, CPU seconds less so; the ratios of interleaved runs are the figures to compare. Each program's
+XLA cost analysis and FLOP rate are printed as for the full step.
 --compare_torch (trainable only) also runs torch_trainable.TrainablePath, the same path written in PyTorch after
 the original modules (float64 ODE), with the same parameter values, interleaved with ours in this process; it
 prints both times, their ratio and how far the two W+ outputs are apart. It needs PyTorch installed.
@@ -79,6 +82,8 @@ flags.DEFINE_string("compare_official", "", "With --part=trainable: time the off
 flags.DEFINE_integer("torch_threads", 0, "With --compare_torch or --compare_official: torch.set_num_threads (0: "
                      "PyTorch's default, one per core). On a loaded machine 1 thread is often faster: PyTorch's "
                      "threads wait for each other at every op.")
+flags.DEFINE_float("peak_tflops", 0.0, "The device's peak TFLOP/s for the FLOP utilisation bench prints (0: "
+                   "PEAK_TFLOPS by device kind; none printed for other devices).")
 flags.DEFINE_string("dataset_dir", "", "With --loader_only: the prepared dataset to read; empty: a temporary one "
                     "with random content at the config's frame and W+ shapes.")
 
@@ -86,6 +91,15 @@ LOADER_VIDEOS = 12
 LOADER_FRAMES = 150
 
 GIB = 2.0**30
+
+# Dense peak TFLOP/s of the accelerators bench has run on, by a substring of jax's device_kind (vendor datasheets,
+# SXM parts): float32 on the CUDA cores, and TF32 on the tensor cores, which XLA:GPU uses for float32 dots and
+# convolutions at JAX's default matmul precision. --peak_tflops overrides them.
+PEAK_TFLOPS = {
+    "H100": {"float32": 67.0, "tf32": 494.7},
+    "H200": {"float32": 67.0, "tf32": 494.7},
+    "A100": {"float32": 19.5, "tf32": 156.0},
+}
 
 
 RANDOM_CLIP_SPAN = 4  # a random batch's clips lie within the first RANDOM_CLIP_SPAN * data.frames_per_clip frames
@@ -186,7 +200,20 @@ def analysis(compiled):
   return figures
 
 
-def benchmark(config, steps, compile_only=False):
+def utilisation(flops, seconds, peak_tflops=0.0):
+  """Achieved TFLOP/s of XLA's cost analysis over a measured time, and its share of the device's peak (PEAK_TFLOPS,
+  or peak_tflops where given). Under remat XLA counts a loop's body once, so these understate the work done."""
+  achieved = flops / seconds / 1e12
+  figures = {"xla_TFLOP/s": achieved}
+  kind = jax.devices()[0].device_kind
+  peaks = {"given": peak_tflops} if peak_tflops else next(
+      (peaks for name, peaks in PEAK_TFLOPS.items() if name in kind), {})
+  for precision, peak in peaks.items():
+    figures[f"flop_utilisation ({precision} peak {peak:g} TFLOP/s)"] = achieved / peak
+  return figures
+
+
+def benchmark(config, steps, compile_only=False, peak_tflops=0.0):
   """Compiles and (unless compile_only) times the train step; returns a dict of figures."""
   config = config_validation.resolve(config)
   mesh = parallel.create_mesh()
@@ -228,7 +255,8 @@ def benchmark(config, steps, compile_only=False):
       "ode_nfe_per_step": float(np.mean(nfes)),
       f"peak_memory_GiB ({memory_source})": peak / GIB,
   })
-  return figures | analysis(compiled)
+  figures |= analysis(compiled)
+  return figures | utilisation(figures["xla_flops_per_step"], step_time, peak_tflops)
 
 
 TRAINABLE_ARGUMENTS = ("frames", "times", "mask", "query_times", "content", "styles")  # of VidStyleODE.__call__
@@ -354,7 +382,7 @@ def _load():
 
 
 def benchmark_part(config, part, steps, compile_only=False, compare_torch=False, torch_threads=0,
-                   compare_official=""):
+                   compare_official="", peak_tflops=0.0):
   """Compiles and times the forward and the forward + backward programs of one part; returns a dict of figures."""
   config = config_validation.resolve(config)
   for flag, value in (("--compare_torch", compare_torch), ("--compare_official", compare_official)):
@@ -379,8 +407,7 @@ def benchmark_part(config, part, steps, compile_only=False, compare_torch=False,
     compiled[name] = jax.jit(fn, donate_argnums=tuple(range(carry)), compiler_options=backends.compiler_options()
                              ).lower(*args).compile()
     figures[f"{name}: compile_s"] = time.perf_counter() - start
-    if compile_only:
-      figures.update({f"{name}: {key}": value for key, value in analysis(compiled[name]).items()})
+    figures.update({f"{name}: {key}": value for key, value in analysis(compiled[name]).items()})
     arguments[name] = list(args)
   if compile_only:
     return figures
@@ -427,6 +454,9 @@ def benchmark_part(config, part, steps, compile_only=False, compare_torch=False,
     figures[f"{name}: median_{clock}"] = float(np.median(values))
   for name, values in nfes.items():
     figures[f"{name}: ode_nfe"] = float(np.mean(values))
+  for name in compiled:
+    figures.update({f"{name}: {key}": value for key, value in utilisation(
+        figures[f"{name}: xla_flops_per_step"], figures[f"{name}: median_s"], peak_tflops).items()})
   for label in references:
     for name in compiled:
       for clock in CLOCKS:
@@ -506,10 +536,11 @@ def main(argv):
     if flags.FLAGS.random_weights:
       config = with_random_weights(config)
     if flags.FLAGS.part == "full":
-      figures = benchmark(config, flags.FLAGS.steps, flags.FLAGS.compile_only)
+      figures = benchmark(config, flags.FLAGS.steps, flags.FLAGS.compile_only, flags.FLAGS.peak_tflops)
     else:
       figures = benchmark_part(config, flags.FLAGS.part, flags.FLAGS.steps, flags.FLAGS.compile_only,
-                               flags.FLAGS.compare_torch, flags.FLAGS.torch_threads, flags.FLAGS.compare_official)
+                               flags.FLAGS.compare_torch, flags.FLAGS.torch_threads, flags.FLAGS.compare_official,
+                               flags.FLAGS.peak_tflops)
   for name, value in figures.items():
     print(f"{name:40s} {value:.4g}" if isinstance(value, float) else f"{name:40s} {value}")
 

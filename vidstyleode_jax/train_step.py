@@ -219,7 +219,7 @@ def make_train_step(nets, mesh):
     (loss, metrics), grads = grad_fn(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["grad_norm"] = optax.tree.norm(grads)
     good = jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"]) & (metrics["ode/failed"] == 0)
     metrics["train/skipped"] = 1.0 - good.astype(jnp.float32)
     metrics["train/stop_vote"] = jnp.max(batch["stop_votes"])
