@@ -59,3 +59,31 @@ def test_compare_official_refuses_a_folder_without_the_official_modules_in_one_l
   assert result.stderr.strip().splitlines()[-1] == (
       f"bench: error: --compare_official={tmp_path}: src/modules/video_encoder.py, src/modules/mapper.py not found; "
       "expected a clone of https://github.com/MoayedHajiAli/VidStyleODE-official")
+
+
+FLOPS_SCRIPT = """
+import json, jax, jax.numpy as jnp
+from vidstyleode_jax import bench
+x, w = jnp.ones((1, 16, 12, 8)), jnp.ones((3, 3, 8, 5))
+conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                                         dimension_numbers=("NHWC", "HWIO", "NHWC")))
+matmul = jax.jit(lambda a, b: a @ b)
+figures = {}
+for name, fn, args in (("conv", conv, (x, w)), ("matmul", matmul, (jnp.ones((64, 32)), jnp.ones((32, 48))))):
+  lowered = fn.lower(*args)
+  figures[name] = bench.analysis(lowered, lowered.compile())["xla_flops_per_step"]
+figures["utilisation"] = bench.utilisation(4e12, 2.0, peak_tflops=8.0)
+print(json.dumps(figures))
+"""
+
+
+def test_flop_count_is_the_program_as_written_and_utilisation_its_share_of_the_peak():
+  """The FLOPs bench divides by the step time are 2 per multiply-add of the program as written (here a 3x3
+  convolution and a matmul, counted by hand), whatever library calls the backend makes of them."""
+  output = subprocess.run([sys.executable, "-c", FLOPS_SCRIPT], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout
+  figures = json.loads(output.strip().splitlines()[-1])
+  # SAME padding: a tap that falls on the zero border is not a product. Per axis of n positions, 3n - 2 taps are in.
+  assert figures["conv"] == 2 * (3 * 16 - 2) * (3 * 12 - 2) * 8 * 5
+  assert figures["matmul"] == 2 * 64 * 32 * 48
+  assert figures["utilisation"] == {"xla_TFLOP/s": 2.0, "flop_utilisation (given peak 8 TFLOP/s)": 0.25}
