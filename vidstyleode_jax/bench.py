@@ -288,7 +288,7 @@ def trainable_programs(nets, config, inputs):
   """The trainable path: forward, and one step of forward + backward + Adam on mean(w^2) of both branches."""
   model, optimizer = nets.model, train_step.make_optimizer(config)
   positional = lambda inputs: [inputs[name] for name in TRAINABLE_ARGUMENTS]
-  params = model.init(jax.random.key(0), *positional(inputs))
+  params = jax.jit(model.init)(jax.random.key(0), *positional(inputs))
   apply = lambda params, inputs: model.apply(params, *positional(inputs))
 
   def forward(params, inputs):
