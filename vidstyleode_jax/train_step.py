@@ -6,8 +6,6 @@ decoded, the observation mask, the frames of the CLIP losses) comes from jax.ran
 step does not depend on how many devices run it, and a resumed run repeats it exactly.
 """
 
-import functools
-
 import flax
 import jax
 import jax.numpy as jnp
@@ -52,7 +50,7 @@ def init_state(nets, config, key, example_batch):
   compilation cache, so that every process compiled them anew (about 30 s of a trainer's start on CPU). On the demo
   config the jitted init gave every one of the state's 726 arrays bit for bit as the op-by-op init did.
   """
-  @functools.partial(jax.jit, compiler_options=backends.compiler_options())
+  @jax.jit  # no compiler_options: apps/trained_run.py traces this under jax.eval_shape, where a jit is nested
   def init(key, frames, wplus, times):
     frames01 = frames.astype(jnp.float32) / 255.0
     content = inference.content_code(config, wplus)
