@@ -92,7 +92,7 @@ LOADER_FRAMES = 150
 
 GIB = 2.0**30
 
-# Dense peak TFLOP/s of the accelerators bench has run on, by a substring of jax's device_kind (vendor datasheets,
+# Dense peak TFLOP/s of some accelerators, by a substring of jax's device_kind (vendor datasheets,
 # SXM parts): float32 on the CUDA cores, and TF32 on the tensor cores, which XLA:GPU uses for float32 dots and
 # convolutions at JAX's default matmul precision. --peak_tflops overrides them.
 PEAK_TFLOPS = {
