@@ -44,6 +44,7 @@ from vidstyleode_jax import errors
 from vidstyleode_jax import evaluate as evaluate_lib
 from vidstyleode_jax import files
 from vidstyleode_jax import heldout
+from vidstyleode_jax import host_memory
 from vidstyleode_jax import inference
 from vidstyleode_jax import train
 from vidstyleode_jax import video_io
@@ -246,6 +247,7 @@ def write_gif(path, runs, num_videos):
 @errors.exits_on_user_error("ablations")
 def main(argv):
   del argv
+  host_memory.keep_freed_memory()
   workdir, num_steps, config_file = flags.FLAGS.workdir, flags.FLAGS.num_steps, flags.FLAGS.config_file
   if not os.path.isfile(config_file):
     raise UserError(f"--config_file: {config_file} not found")

@@ -31,7 +31,9 @@ the original modules (float64 ODE), with the same parameter values, interleaved 
 prints both times, their ratio and how far the two W+ outputs are apart. It needs PyTorch installed.
 --compare_official=DIR (trainable only) runs the official repository's own modules, imported from the clone DIR
 (official_trainable.py), interleaved in the same way, and prints their time, ratio and nfe; their parameters have the
-same count as ours but their own random values. It needs PyTorch, torchdiffeq and omegaconf.
+same count as ours but their own random values. It needs PyTorch, torchdiffeq and omegaconf. With either flag every
+program runs under glibc's default malloc; otherwise bench keeps freed host memory as training does (host_memory.py,
+printed as host_memory_kept).
 
 --loader_only times the input pipeline alone (no model): batches read from a prepared dataset's
 config.data.train_split with config.data.read_threads threads and config.data.prefetch batches ahead, as training
@@ -57,6 +59,7 @@ from ml_collections import config_flags
 from vidstyleode_jax import backends
 from vidstyleode_jax import config_validation
 from vidstyleode_jax import errors
+from vidstyleode_jax import host_memory
 from vidstyleode_jax import inference
 from vidstyleode_jax import official_trainable
 from vidstyleode_jax import parallel
@@ -537,6 +540,9 @@ def loader_main(config, dataset_dir, batches):
 @errors.exits_on_user_error("bench")
 def main(argv):
   del argv
+  # A PyTorch path in this process would share the kept heap with ours, which left our step slower (host_memory.py).
+  compares = flags.FLAGS.compare_torch or flags.FLAGS.compare_official
+  kept = not compares and host_memory.keep_freed_memory()
   config = flags.FLAGS.config
   if flags.FLAGS.loader_only:
     figures = loader_main(config, flags.FLAGS.dataset_dir, flags.FLAGS.steps)
@@ -549,6 +555,7 @@ def main(argv):
       figures = benchmark_part(config, flags.FLAGS.part, flags.FLAGS.steps, flags.FLAGS.compile_only,
                                flags.FLAGS.compare_torch, flags.FLAGS.torch_threads, flags.FLAGS.compare_official,
                                flags.FLAGS.peak_tflops)
+  figures["host_memory_kept"] = kept
   for name, value in figures.items():
     print(f"{name:40s} {value:.4g}" if isinstance(value, float) else f"{name:40s} {value}")
 

@@ -35,6 +35,7 @@ import tqdm
 from vidstyleode_jax import errors
 from vidstyleode_jax import evaluation_plan
 from vidstyleode_jax import files
+from vidstyleode_jax import host_memory
 from vidstyleode_jax import inference
 from vidstyleode_jax import metric_networks
 from vidstyleode_jax import video_io
@@ -453,6 +454,7 @@ def write_document(document, out):
 @errors.exits_on_user_error("evaluate")
 def main(argv=None):
   """Runs the command; returns the exit status (1 with a one-line message for a user error)."""
+  host_memory.keep_freed_memory()
   args = build_parser().parse_args(argv)
   document, out, timings = evaluate(args)
   write_document(document, out)

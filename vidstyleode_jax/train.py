@@ -28,6 +28,7 @@ from vidstyleode_jax import checkpointing
 from vidstyleode_jax import config_validation
 from vidstyleode_jax import errors
 from vidstyleode_jax import heldout
+from vidstyleode_jax import host_memory
 from vidstyleode_jax import inference
 from vidstyleode_jax import metric_writers
 from vidstyleode_jax import parallel
@@ -189,6 +190,7 @@ def _train(config, workdir, progress, mesh):
 @errors.exits_on_user_error("train")
 def main(argv):
   del argv
+  host_memory.keep_freed_memory()
   config_validation.resolve(flags.FLAGS.config)  # fail fast, before joining other processes
   parallel.initialize_distributed()
   state, eval_metrics = train(flags.FLAGS.config, flags.FLAGS.workdir, flags.FLAGS.progress)

@@ -24,6 +24,7 @@ import numpy as np
 
 from vidstyleode_jax import errors
 from vidstyleode_jax import files
+from vidstyleode_jax import host_memory
 from vidstyleode_jax import video_io
 from vidstyleode_jax.apps import export_demo
 from vidstyleode_jax.apps import outputs
@@ -256,6 +257,7 @@ def build_parser():
 @errors.exits_on_user_error("ui")
 def main(argv=None):
   """Serves the page until interrupted; returns the exit status (1 with a one-line message for a user error)."""
+  host_memory.keep_freed_memory()
   args = build_parser().parse_args(argv)
   run = trained_run.load(args.workdir)
   session = session_lib.Session(run, args.psp, progress=False)

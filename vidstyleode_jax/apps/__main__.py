@@ -14,6 +14,7 @@ import os
 import sys
 
 from vidstyleode_jax import errors
+from vidstyleode_jax import host_memory
 from vidstyleode_jax.apps import export_demo
 from vidstyleode_jax.apps import inputs
 from vidstyleode_jax.apps import outputs
@@ -159,6 +160,7 @@ def _run_application(args):
 @errors.exits_on_user_error("apps")
 def main(argv=None):
   """Runs one subcommand; returns the exit status (1 with a one-line message for a user error)."""
+  host_memory.keep_freed_memory()
   args = build_parser().parse_args(argv)
   if args.command == "export-demo":
     written = export_demo.export(args.workdir, args.out, args.count, args.fps, progress=not args.no_progress)

@@ -32,6 +32,7 @@ import tqdm
 
 from vidstyleode_jax import errors
 from vidstyleode_jax import files
+from vidstyleode_jax import host_memory
 from vidstyleode_jax import inversion
 from vidstyleode_jax import ported
 from vidstyleode_jax import text
@@ -359,6 +360,7 @@ def run(options):
 @errors.exits_on_user_error("prepare")
 def main(argv):
   """Runs the command; returns the exit status. User errors print one line to stderr and return 1."""
+  host_memory.keep_freed_memory()
   argv = list(argv)
   flag_values = define_flags(argv)
   if any(arg in ("-h", "--help", "--helpshort", "--helpfull") for arg in argv[1:]):
