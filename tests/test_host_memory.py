@@ -1,6 +1,7 @@
 """host_memory.keep_freed_memory: a freed block's pages serve the next allocation instead of fresh ones."""
 
 import os
+import resource
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ if sys.argv[1] == "keep":
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
-size = 64 << 20
+size = int(sys.argv[2])
 for run in range(2):
   block = libc.malloc(size)
   before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -25,12 +26,13 @@ for run in range(2):
   libc.free(block)
 print(faults)
 """
-BLOCK_PAGES = (64 << 20) // 4096
+BLOCK_BYTES = 64 << 20
+BLOCK_PAGES = BLOCK_BYTES // resource.getpagesize()
 
 
 def page_faults_of_second_fill(mode):
-  result = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  result = subprocess.run([sys.executable, "-c", SCRIPT, mode, str(BLOCK_BYTES)], capture_output=True, text=True,
+                          check=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   return int(result.stdout.split()[-1])
 
 
@@ -39,4 +41,3 @@ def test_a_kept_block_takes_no_page_faults_where_the_default_takes_one_per_page(
   default, kept = page_faults_of_second_fill("default"), page_faults_of_second_fill("keep")
   assert default > BLOCK_PAGES // 2, default  # the check below can fail: glibc's default maps fresh pages
   assert kept < BLOCK_PAGES // 20, kept
-

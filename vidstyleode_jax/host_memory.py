@@ -24,7 +24,7 @@ import sys
 # mallopt parameters, as glibc's <malloc.h> numbers them, and the values set.
 M_TRIM_THRESHOLD = -1  # free space at the heap's top kept before trimming: -1 is SIZE_MAX, never trim
 M_MMAP_MAX = -4  # blocks served by their own mmap: none, every block comes from the heap
-M_ARENA_MAX = -8  # one heap shared by all threads (a thread's own arena is unmapped when it empties)
+M_ARENA_MAX = -8  # arenas: one, so that every thread's blocks come from that one untrimmed heap
 SETTINGS = ((M_TRIM_THRESHOLD, -1), (M_MMAP_MAX, 0), (M_ARENA_MAX, 1))
 OPT_OUT = "VIDSTYLEODE_KEEP_FREED_MEMORY"  # "0" leaves glibc's defaults
 
