@@ -113,6 +113,39 @@ def test_dynamics_encoder_convolution_formulations_agree(monkeypatch):
   assert_trees_close(results[True], results[False])
 
 
+YNNPACK_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+YNNPACK_KERNEL = "__ynn_fusion"
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the compiler options are XLA:CPU's")
+def test_cpu_compiler_options_match_xla_without_ynnpack():
+  """The frame encoder's forward and parameter gradients compiled with the project's CPU options (dots and sums
+  in YNNPACK) and with YNNPACK off: within 1e-5; the first must run YNNPACK kernels and the second none."""
+  rng = np.random.default_rng(0)
+  frames = jnp.asarray(rng.uniform(size=(6, 32, 24, 3)), jnp.float32)
+  model = dynamics_lib.ResnetEncoder(base_channels=4, num_downsamples=2, out_channels=8)
+  params = randomise(model.init(jax.random.key(0), frames), seed=1)
+  objective = lambda params: jnp.sum(jnp.sin(model.apply(params, frames)))
+  lowered = jax.jit(lambda params: (model.apply(params, frames), jax.grad(objective)(params))).lower(params)
+  project = lowered.compile(compiler_options=backends.compiler_options("cpu"))
+  plain = lowered.compile(compiler_options={YNNPACK_OPTION: ""})
+  assert YNNPACK_KERNEL in project.as_text() and YNNPACK_KERNEL not in plain.as_text()
+  assert_trees_close(project(params), plain(params))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the compiler options are XLA:CPU's")
+def test_cpu_compiler_options_keep_bias_gradient_sums_off_windowed_reductions():
+  """A bias gradient of the frame encoder's first block (a sum over 24 frames x 128 x 96 per channel) compiles to a
+  YNNPACK sum under the project's options; without YNNPACK sums XLA:CPU writes it as a windowed reduction, which
+  took 25 ms per bias in the fashion step (docs/performance.md §1)."""
+  gradient = jax.ShapeDtypeStruct((24, 128, 96, 32), jnp.float32)
+  lowered = jax.jit(lambda g: jnp.sum(g * g, axis=(0, 1, 2))).lower(gradient)
+  dots_only = lowered.compile(compiler_options={YNNPACK_OPTION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}).as_text()
+  project = lowered.compile(compiler_options=backends.compiler_options("cpu")).as_text()
+  assert "reduce-window" in dots_only
+  assert "reduce-window" not in project and YNNPACK_KERNEL in project
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The modulation network and the composition, against the plain formulation they replace.
 
