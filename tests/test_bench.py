@@ -88,3 +88,46 @@ def test_flop_count_is_the_program_as_written_and_utilisation_its_share_of_the_p
   assert figures["conv"] == 2 * (3 * 16 - 2) * (3 * 12 - 2) * 8 * 5
   assert figures["matmul"] == 2 * 64 * 32 * 48
   assert figures["utilisation"] == {"xla_TFLOP/s": 2.0, "flop_utilisation (given peak 8 TFLOP/s)": 0.25}
+
+
+REFERENCES_SCRIPT = """
+import json, sys
+import jax, numpy as np
+from vidstyleode_jax import bench, config_files, config_validation, inference, torch_references
+from vidstyleode_jax.models import vidstyleode
+from vidstyleode_jax.errors import UserError
+config = config_validation.resolve(config_files.load("configs/demo.py"))
+nets = inference.Networks.from_config(config)
+inputs = bench.trainable_inputs(config, nets.frozen.generator.n_latent)
+positional = [inputs[name] for name in vidstyleode.CALL_ARGUMENTS]
+params = jax.jit(nets.model.init)(jax.random.key(0), *positional)
+w_ours = np.asarray(nets.model.apply(params, *positional)[0])
+references = torch_references.Worker(config, params, inputs, True, "", 1)
+(w, nfe), seconds = references.run("torch", "forward")
+result = dict(params=references.params["torch"], nfe=nfe, seconds=seconds,
+              error=float(np.abs(w - w_ours).max() / config.mapper.delta_scale),
+              delta=float(np.abs(w_ours - inputs["content"][None, :, None]).max() / config.mapper.delta_scale))
+references.close()
+result["alive_after_close"] = references._process.is_alive()
+try:
+  torch_references.Worker(config, params, inputs, False, sys.argv[1], 1)
+except UserError as error:
+  result["official_error"] = str(error)
+result["ours_params"] = sum(x.size for x in jax.tree.leaves(params))
+print(json.dumps(result))
+"""
+
+
+def test_pytorch_references_run_in_a_process_of_their_own():
+  """The PyTorch rewrite of the trainable path built in a worker process (as bench runs it) with our parameter
+  values: it gives our W+ (its delta within 1e-4 of the delta's scale, where the delta itself is of order 1) with
+  the same parameter count, times measured in the worker, and a worker's error reaches the caller as itself."""
+  missing = "/nonexistent-official-clone"
+  output = subprocess.run([sys.executable, "-c", REFERENCES_SCRIPT, missing], cwd=REPO, capture_output=True,
+                          text=True, check=True).stdout
+  result = json.loads(output.strip().splitlines()[-1])
+  assert result["params"] == result["ours_params"]
+  assert result["error"] < 1e-4 and result["delta"] > 0.1
+  assert result["nfe"] > 0 and result["seconds"]["s"] > 0 and result["seconds"]["cpu_s"] > 0
+  assert not result["alive_after_close"]
+  assert result["official_error"].startswith(f"--compare_official={missing}: src/modules/video_encoder.py")

@@ -27,13 +27,15 @@ Forward and backward runs are interleaved; medians of wall-clock seconds (s) and
 the others' load, CPU seconds less so; the ratios of interleaved runs are the figures to compare. Each program's
 XLA cost analysis and FLOP rate are printed as for the full step.
 --compare_torch (trainable only) also runs torch_trainable.TrainablePath, the same path written in PyTorch after
-the original modules (float64 ODE), with the same parameter values, interleaved with ours in this process; it
-prints both times, their ratio and how far the two W+ outputs are apart. It needs PyTorch installed.
+the original modules (float64 ODE), with the same parameter values, interleaved with ours step by step; it prints
+both times, their ratio and how far the two W+ outputs are apart. It needs PyTorch installed.
 --compare_official=DIR (trainable only) runs the official repository's own modules, imported from the clone DIR
 (official_trainable.py), interleaved in the same way, and prints their time, ratio and nfe; their parameters have the
-same count as ours but their own random values. It needs PyTorch, torchdiffeq and omegaconf. With either flag every
-program runs under glibc's default malloc; otherwise bench keeps freed host memory as training does (host_memory.py,
-printed as host_memory_kept).
+same count as ours but their own random values. It needs PyTorch, torchdiffeq and omegaconf.
+The PyTorch paths run in a process of their own under glibc's default malloc, as PyTorch runs for its users, while
+bench keeps freed host memory as training does (host_memory.py, printed as host_memory_kept); each side's times are
+measured in its own process. --references_in_process builds them in bench's process instead, and then every program
+runs under glibc's defaults (torch_references.py says why).
 
 --loader_only times the input pipeline alone (no model): batches read from a prepared dataset's
 config.data.train_split with config.data.read_threads threads and config.data.prefetch batches ahead, as training
@@ -63,12 +65,14 @@ from vidstyleode_jax import host_memory
 from vidstyleode_jax import inference
 from vidstyleode_jax import official_trainable
 from vidstyleode_jax import parallel
+from vidstyleode_jax import torch_references
 from vidstyleode_jax import train_step
 from vidstyleode_jax.data import pipeline
 from vidstyleode_jax.data import prepared
 from vidstyleode_jax.data import sources
 from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import frozen as frozen_lib
+from vidstyleode_jax.models import vidstyleode
 
 PARTS = ("full", "trainable", "generator", "dino", "clip")
 
@@ -82,6 +86,9 @@ flags.DEFINE_enum("part", "full", PARTS, "What to time: the whole train step or 
 flags.DEFINE_bool("compare_torch", False, "With --part=trainable: time the PyTorch path alongside, interleaved.")
 flags.DEFINE_string("compare_official", "", "With --part=trainable: time the official VidStyleODE modules, "
                     "imported from this clone of their repository, alongside, interleaved.")
+flags.DEFINE_bool("references_in_process", False, "With --compare_torch or --compare_official: build the PyTorch "
+                  "paths in this process, sharing its heap under glibc's defaults, instead of a process of their "
+                  "own.")
 flags.DEFINE_integer("torch_threads", 0, "With --compare_torch or --compare_official: torch.set_num_threads (0: "
                      "PyTorch's default, one per core). On a loaded machine 1 thread is often faster: PyTorch's "
                      "threads wait for each other at every op.")
@@ -269,9 +276,6 @@ def benchmark(config, steps, compile_only=False, peak_tflops=0.0):
   return figures | utilisation(figures["xla_flops_per_step"], step_time, peak_tflops)
 
 
-TRAINABLE_ARGUMENTS = ("frames", "times", "mask", "query_times", "content", "styles")  # of VidStyleODE.__call__
-
-
 def trainable_inputs(config, n_latent, seed=0):
   """Random inputs of VidStyleODE.__call__ at the config's sizes, with two style tokens (both branches)."""
   d, rng = config.data, np.random.default_rng(seed)
@@ -290,7 +294,7 @@ def trainable_inputs(config, n_latent, seed=0):
 def trainable_programs(nets, config, inputs):
   """The trainable path: forward, and one step of forward + backward + Adam on mean(w^2) of both branches."""
   model, optimizer = nets.model, train_step.make_optimizer(config)
-  positional = lambda inputs: [inputs[name] for name in TRAINABLE_ARGUMENTS]
+  positional = lambda inputs: [inputs[name] for name in vidstyleode.CALL_ARGUMENTS]
   params = jax.jit(model.init)(jax.random.key(0), *positional(inputs))
   apply = lambda params, inputs: model.apply(params, *positional(inputs))
 
@@ -333,66 +337,12 @@ def frozen_part_programs(part, nets, config, frozen_vars, seed=0):
           "forward+backward": (jax.grad(scalar, argnums=1), (frozen_vars, inputs), 0)}
 
 
-def _import_torch(flag):
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ModuleNotFoundError as e:
-    raise app.UsageError(f"{flag} needs PyTorch ({e}); install it with pip install torch") from None
-  return torch
-
-
-def torch_programs(config, params, inputs):
-  """The PyTorch trainable path with our parameter values: ({name: closure returning (W+ or None, ODE nfe)},
-  parameter count)."""
-  torch = _import_torch("--compare_torch")
-  from vidstyleode_jax import torch_trainable  # pylint: disable=g-import-not-at-top
-  module = torch_trainable.TrainablePath(jax.tree.map(np.asarray, params["params"]), config)
-  o = config.optim
-  dynamics, mapping = module.groups()
-  optimizer = torch.optim.Adam([
-      dict(params=dynamics, lr=o.learning_rate * o.dynamics_lr_multiplier, betas=(0.9, o.dynamics_b2)),
-      dict(params=mapping, lr=o.learning_rate, betas=(0.9, o.mapping_b2)),
-  ], eps=o.eps)
-  args = [torch.from_numpy(np.array(inputs[name])) for name in TRAINABLE_ARGUMENTS[:-1]]
-  args.append([torch.from_numpy(np.array(style)) for style in inputs["styles"]])
-
-  def forward():
-    with torch.no_grad():
-      w, nfe = module(*args)
-    return w.numpy(), nfe
-
-  def step():
-    optimizer.zero_grad()
-    w, nfe = module(*args)
-    torch.mean(torch.square(w)).backward()
-    optimizer.step()
-    return None, nfe
-
-  programs = {"forward": forward, "forward+backward+adam": step}
-  return programs, sum(p.numel() for p in module.parameters())
-
-
-# Wall-clock seconds, and CPU seconds of this process (all its threads).
-CLOCKS = {"s": time.perf_counter, "cpu_s": time.process_time}
-
-
-def _timed(times, name, fn, *args):
-  """fn(*args), appending its wall-clock and process CPU seconds to times[name, clock]."""
-  start = {clock: read() for clock, read in CLOCKS.items()}
-  result = fn(*args)
-  for clock, read in CLOCKS.items():
-    times.setdefault((name, clock), []).append(read() - start[clock])
-  return result
-
-
-
-
 def _load():
   return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def benchmark_part(config, part, steps, compile_only=False, compare_torch=False, torch_threads=0,
-                   compare_official="", peak_tflops=0.0):
+                   compare_official="", peak_tflops=0.0, references_in_process=False):
   """Compiles and times the forward and the forward + backward programs of one part; returns a dict of figures."""
   config = config_validation.resolve(config)
   for flag, value in (("--compare_torch", compare_torch), ("--compare_official", compare_official)):
@@ -423,26 +373,13 @@ def benchmark_part(config, part, steps, compile_only=False, compare_torch=False,
   if compile_only:
     return figures
 
-  if compare_torch or compare_official:
-    torch = _import_torch("--compare_torch" if compare_torch else "--compare_official")
-    if torch_threads:
-      torch.set_num_threads(torch_threads)
-    figures["torch_threads"] = torch.get_num_threads()
-  references = {}  # PyTorch paths timed beside ours: {label: {program name: closure}}
-  if compare_torch:
-    references["torch"], figures["torch_params"] = torch_programs(config, params, inputs)
-  if compare_official:
-    references["official"], figures["official_params"] = official_trainable.programs(
-        compare_official, config, inputs)
-  for label in references:
-    if figures[f"{label}_params"] != figures["params"]:
-      raise AssertionError(f"the {label} path has {figures[f'{label}_params']} params, ours {figures['params']}")
-  if compare_torch:
-    w_torch, _ = references["torch"]["forward"]()
-    w_ours = np.asarray(compiled["forward"](*arguments["forward"])[0])
-    scale = config.mapper.delta_scale
-    figures["torch_vs_ours: max |delta difference|"] = float(np.abs(w_torch - w_ours).max() / scale)
-    figures["torch_vs_ours: max |delta|"] = float(np.abs(w_ours - inputs["content"][None, :, None]).max() / scale)
+  times, nfes = {}, {}
+
+  def timed(name, clocked_run, *args):
+    result, seconds = clocked_run(*args)
+    for clock, value in seconds.items():
+      times.setdefault((name, clock), []).append(value)
+    return result
 
   def run(name):
     out = jax.block_until_ready(compiled[name](*arguments[name]))
@@ -451,16 +388,38 @@ def benchmark_part(config, part, steps, compile_only=False, compare_torch=False,
       arguments[name][:carry] = out[:carry]
     return out
 
-  for name in compiled:  # warm-up
-    run(name)
-  times, nfes = {}, {}
-  for _ in range(steps):
-    for name in compiled:
-      out = _timed(times, name, run, name)
-      if part == "trainable":
-        nfes.setdefault(name, []).append(int(out[-1]))
-      for label, fns in references.items():
-        nfes.setdefault(f"{label} {name}", []).append(_timed(times, f"{label} {name}", fns[name])[1])
+  references, labels = None, []  # the PyTorch paths timed beside ours (torch_references.py)
+  if compare_torch or compare_official:
+    kind = torch_references.InProcess if references_in_process else torch_references.Worker
+    references = kind(config, params, inputs, compare_torch, compare_official, torch_threads)
+    labels = list(references.params)
+    figures["references_process"] = "this one" if references_in_process else "their own"
+    figures["torch_threads"] = references.threads
+  try:
+    for label, count in references.params.items() if references else ():
+      figures[f"{label}_params"] = count
+      if count != figures["params"]:
+        raise AssertionError(f"the {label} path has {count} params, ours {figures['params']}")
+    if compare_torch:
+      (w_torch, _), _ = references.run("torch", "forward")
+      w_ours = np.asarray(compiled["forward"](*arguments["forward"])[0])
+      scale = config.mapper.delta_scale
+      figures["torch_vs_ours: max |delta difference|"] = float(np.abs(w_torch - w_ours).max() / scale)
+      figures["torch_vs_ours: max |delta|"] = float(np.abs(w_ours - inputs["content"][None, :, None]).max() / scale)
+    for name in compiled:  # warm-up
+      run(name)
+      for label in labels:
+        references.run(label, name)
+    for _ in range(steps):
+      for name in compiled:
+        out = timed(name, torch_references.clocked, run, name)
+        if part == "trainable":
+          nfes.setdefault(name, []).append(int(out[-1]))
+        for label in labels:
+          nfes.setdefault(f"{label} {name}", []).append(timed(f"{label} {name}", references.run, label, name)[1])
+  finally:
+    if references:
+      references.close()
   for (name, clock), values in times.items():
     figures[f"{name}: median_{clock}"] = float(np.median(values))
   for name, values in nfes.items():
@@ -468,9 +427,9 @@ def benchmark_part(config, part, steps, compile_only=False, compare_torch=False,
   for name in compiled:
     figures.update({f"{name}: {key}": value for key, value in utilisation(
         figures[f"{name}: xla_flops_per_step"], figures[f"{name}: median_s"], peak_tflops).items()})
-  for label in references:
+  for label in labels:
     for name in compiled:
-      for clock in CLOCKS:
+      for clock in torch_references.CLOCKS:
         figures[f"{name}: {label} / ours ({clock})"] = (
             figures[f"{label} {name}: median_{clock}"] / figures[f"{name}: median_{clock}"])
   figures["load_after"] = _load()
@@ -541,8 +500,8 @@ def loader_main(config, dataset_dir, batches):
 def main(argv):
   del argv
   # A PyTorch path in this process would share the kept heap with ours, which left our step slower (host_memory.py).
-  compares = flags.FLAGS.compare_torch or flags.FLAGS.compare_official
-  kept = not compares and host_memory.keep_freed_memory()
+  compares_here = flags.FLAGS.references_in_process and (flags.FLAGS.compare_torch or flags.FLAGS.compare_official)
+  kept = not compares_here and host_memory.keep_freed_memory()
   config = flags.FLAGS.config
   if flags.FLAGS.loader_only:
     figures = loader_main(config, flags.FLAGS.dataset_dir, flags.FLAGS.steps)
@@ -554,7 +513,7 @@ def main(argv):
     else:
       figures = benchmark_part(config, flags.FLAGS.part, flags.FLAGS.steps, flags.FLAGS.compile_only,
                                flags.FLAGS.compare_torch, flags.FLAGS.torch_threads, flags.FLAGS.compare_official,
-                               flags.FLAGS.peak_tflops)
+                               flags.FLAGS.peak_tflops, flags.FLAGS.references_in_process)
   figures["host_memory_kept"] = kept
   for name, value in figures.items():
     print(f"{name:40s} {value:.4g}" if isinstance(value, float) else f"{name:40s} {value}")

@@ -17,6 +17,8 @@ from vidstyleode_jax.models import mapper as mapper_lib
 from vidstyleode_jax.models import modulation as modulation_lib
 from vidstyleode_jax.models.config_fields import fields_of
 
+CALL_ARGUMENTS = ("frames", "times", "mask", "query_times", "content", "styles")  # VidStyleODE.__call__'s, in order
+
 
 class VidStyleODE(nn.Module):
   """Call methods through `apply(params, ..., method=VidStyleODE.<name>)`; `__call__` is the training path."""
