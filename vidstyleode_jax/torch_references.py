@@ -119,8 +119,8 @@ class Worker:
     self._process.start()
     child.close()
     ready = self._connection.recv()
-    if isinstance(ready, Exception):
-      self.close()
+    if isinstance(ready, Exception):  # the worker has returned
+      self._process.join(timeout=60)
       raise ready
     self.params, self.threads = ready
 
@@ -131,4 +131,4 @@ class Worker:
   def close(self):
     if self._process.is_alive():
       self._connection.send(None)
-      self._process.join(timeout=60)
+    self._process.join(timeout=60)
