@@ -101,7 +101,7 @@ nets = inference.Networks.from_config(config)
 inputs = bench.trainable_inputs(config, nets.frozen.generator.n_latent)
 positional = [inputs[name] for name in vidstyleode.CALL_ARGUMENTS]
 params = jax.jit(nets.model.init)(jax.random.key(0), *positional)
-w_ours = np.asarray(nets.model.apply(params, *positional)[0])
+w_ours = np.asarray(jax.jit(nets.model.apply)(params, *positional)[0])
 references = torch_references.Worker(config, params, inputs, True, "", 1)
 (w, nfe), seconds = references.run("torch", "forward")
 result = dict(params=references.params["torch"], nfe=nfe, seconds=seconds,
