@@ -12,8 +12,9 @@ demo's full train step 9% and 17% lower in two pairs (docs/performance.md §1).
 Every command that runs XLA programs (train, bench, evaluate, prepare, the applications and their UI, ablations)
 calls `keep_freed_memory` first. The price is that the process keeps the largest heap it has had until it exits;
 `VIDSTYLEODE_KEEP_FREED_MEMORY=0` in the environment leaves glibc's defaults. A process that also runs PyTorch's
-programs between ours (bench's comparisons) shares that one heap with them: there our step still page-faulted and
-ran slower, so bench leaves the defaults when it compares.
+programs between ours shares that one heap with them: there our step still page-faulted and ran slower, so bench
+runs its PyTorch comparisons in a process of their own (torch_references.py) and leaves the defaults only with
+--references_in_process.
 On GPU and TPU the device buffers live in XLA's own allocator; there the setting only keeps the host's heap.
 """
 
