@@ -26,6 +26,7 @@ def test_token_count_mismatch_fails_before_compiling(config, tmp_path):
     [
         ("clip.embed_dim", 32, ["clip.embed_dim=32", "modulation.width=64"]),
         ("mapper.group_sizes", (2, 2, 2), ["mapper.group_sizes", "8 W+ layers", "generator.resolution=32"]),
+        ("mapper.group_depths", (2, 0, 2), ["mapper.group_depths=(2, 0, 2)", "at least 1"]),
         ("data.frames_decoded", 9, ["data.frames_decoded=9", "data.frames_per_clip=6"]),
         ("dino.cls_layer", 3, ["dino.cls_layer=3", "dino.depth=3"]),
         ("dynamics.mask_mode", "sometimes", ["dynamics.mask_mode='sometimes'"]),

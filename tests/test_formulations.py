@@ -2,11 +2,12 @@
 within 1e-5.
 
 The plain formulations are written here, test-local, where the package no longer has them: the modulation network
-that projects every dynamics token to keys and values and runs once per style token, the composition that tiles the
-dynamics per style, transformer blocks called one by one. Convolutions are compared with both of the package's
-formulations (XLA's convolution, used on GPU and TPU, and im2col matmuls, used on CPU), selected by patching
-backends.convolutions_as_matmul; stride-2 convolutions with their input gradient by phases (models/strided_conv.py)
-against XLA's. Loss terms with a zero weight are checked not to run.
+that projects every dynamics token to keys and values, runs once per style token and calls its blocks one by one,
+the composition that tiles the dynamics per style, transformer blocks and the mapper's modulation modules called one
+by one. Convolutions are compared with both of the package's formulations (XLA's convolution, used on GPU and TPU,
+and im2col matmuls, used on CPU), selected by patching backends.convolutions_as_matmul; stride-2 convolutions with
+their input gradient by phases (models/strided_conv.py) against XLA's. Loss terms with a zero weight are checked not
+to run.
 """
 
 import flax.linen as nn
@@ -215,8 +216,9 @@ def test_styled_latents_match_plain_composition():
   """VidStyleODE.styled_latents against the plain formulation: W+ and every parameter gradient, same param tree.
 
   New: the dynamics tokens and their self-attention computed once for both style tokens, the cross-attention's key
-  and value projections on the query side. Plain: the dynamics tiled per style, every token projected to keys and
-  values, the modulation network run once per style.
+  and value projections on the query side, each branch's cross-attention blocks as one scan. Plain: the dynamics
+  tiled per style, every token projected to keys and values, the modulation network run once per style, its blocks
+  called one by one.
   """
   rng = np.random.default_rng(4)
   model = vidstyleode.VidStyleODE(
@@ -250,6 +252,45 @@ def test_styled_latents_match_plain_composition():
 
   outputs = lambda fn: (fn(params), jax.grad(lambda p: jnp.sum(fn(p) * weights))(params))
   assert_trees_close(jax.jit(lambda: outputs(new))(), jax.jit(lambda: outputs(old))())
+
+
+class PlainMapper(nn.Module):
+  """The W+ mapper with its modulation modules called one by one."""
+
+  m: mapper_lib.StyleMapper
+
+  @nn.compact
+  def __call__(self, content, conditions):
+    outputs, start = [], 0
+    for group, (size, depth) in enumerate(zip(self.m.group_sizes, self.m.group_depths)):
+      x = mapper_lib.pixel_norm_over_layers(content[:, start:start + size])
+      for i in range(depth):
+        activate = i < depth - 1 or self.m.output_activation == "leaky_relu"
+        x = mapper_lib.ModulationModule(content.shape[-1], activate, name=f"group_{group}_{i}")(x, conditions[:, group])
+      outputs.append(x)
+      start += size
+    return jnp.concatenate(outputs, axis=1)
+
+
+@pytest.mark.parametrize("output_activation", mapper_lib.OUTPUT_ACTIVATIONS)
+def test_scanned_mapper_matches_modules_called_one_by_one(output_activation):
+  """StyleMapper runs each group's modulation modules but the last as one scan: same param tree, Δ and the
+  gradients w.r.t. the params, the content code and the conditions."""
+  rng = np.random.default_rng(8)
+  mapper = mapper_lib.StyleMapper(group_sizes=(2, 3, 1), group_depths=(3, 2, 1), output_activation=output_activation)
+  content = jnp.asarray(rng.normal(size=(4, 6, 16)), jnp.float32)
+  conditions = jnp.asarray(rng.normal(size=(4, 3, 16)), jnp.float32)
+  plain = PlainMapper(mapper)
+  params = randomise(mapper.init(jax.random.key(0), content, conditions), seed=9)
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, plain.init(jax.random.key(0), content, conditions))
+  weights = jnp.asarray(rng.normal(size=(4, 6, 16)), jnp.float32)
+
+  def outputs(module):
+    fn = lambda params, content, conditions: module.apply(params, content, conditions)
+    objective = lambda *args: jnp.sum(fn(*args) * weights)
+    return fn(params, content, conditions), jax.grad(objective, argnums=(0, 1, 2))(params, content, conditions)
+
+  assert_trees_close(jax.jit(lambda: outputs(mapper))(), jax.jit(lambda: outputs(plain))())
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -168,6 +168,8 @@ def _check_fields(config):
       len(mapper.group_sizes) == 3 and len(mapper.group_depths) == 3,
       "mapper.group_sizes and mapper.group_depths must each have 3 entries (coarse, medium, fine)",
   )
+  _require(all(depth >= 1 for depth in mapper.group_depths),
+           f"mapper.group_depths={tuple(mapper.group_depths)} must be at least 1 in every group")
   for tower, width, heads in (("vision", clip.vision_width, clip.vision_heads), ("text", clip.text_width,
                                                                                 clip.text_heads)):
     _require(width % heads == 0, f"clip.{tower}_width={width} is not divisible by clip.{tower}_heads={heads}")

@@ -25,8 +25,11 @@ def scan_blocks(parent: nn.Module, block: nn.Module, names: Sequence[str], x: ja
     *args: further inputs, the same for every block.
 
   Returns:
-    (output x of the last block, every block's result stacked along a new leading axis: its x, or its (x, aux)).
+    (output x of the last block, every block's result stacked along a new leading axis: its x, or its (x, aux)); for
+    no names, (x, None).
   """
+  if not names:
+    return x, None
   carry = lambda result: result[0] if isinstance(result, tuple) else result
   if parent.is_initializing():
     results = []

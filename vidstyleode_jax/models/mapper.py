@@ -3,6 +3,10 @@
 docs/model.md §8. The content code [batch, layers, width] is split into coarse / medium / fine groups of W+ rows;
 each group is pixel-normalised over its rows and passed through a stack of modulation modules conditioned on that
 group's vector. The output is the residual Δ, added to the content code as w = z_C + delta_scale * Δ.
+
+A group's modules but its last run as one scan over their stacked parameters (models/block_scan.py), and the last,
+whose activation the config chooses, after it: two traced copies per group instead of one per module
+(docs/performance.md §2).
 """
 
 from typing import Sequence
@@ -11,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vidstyleode_jax.models import block_scan
 from vidstyleode_jax.models.layers import torch_dense
 
 LEAKY_SLOPE = 0.01
@@ -75,10 +80,11 @@ class StyleMapper(nn.Module):
     outputs, start = [], 0
     for group, (size, depth) in enumerate(zip(self.group_sizes, self.group_depths)):
       x = pixel_norm_over_layers(content[:, start:start + size])
-      for i in range(depth):
-        last = i == depth - 1
-        activate = not last or self.output_activation == "leaky_relu"
-        x = ModulationModule(width, activate, name=f"group_{group}_{i}")(x, conditions[:, group])
+      names = [f"group_{group}_{i}" for i in range(depth)]
+      x = block_scan.scan_blocks(self, ModulationModule(width, True, parent=None), names[:-1], x,
+                                 conditions[:, group])[0]
+      activate = self.output_activation == "leaky_relu"
+      x = ModulationModule(width, activate, name=names[-1])(x, conditions[:, group])
       outputs.append(x)
       start += size
     return jnp.concatenate(outputs, axis=1)

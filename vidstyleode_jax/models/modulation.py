@@ -14,7 +14,8 @@ edited branch of training) share one pass over the dynamics tokens. The cross-at
 context LayerNorm and its key and value projections are applied on the query side (`SingleQueryAttention`): the
 same attention, with the 48 dynamics tokens normalised once and no longer projected once per block and per style.
 The self-attention blocks run as one scan over their stacked parameters (models/block_scan.py); on XLA:CPU the
-unrolled stack's backward pass is about twice as slow.
+unrolled stack's backward pass is about twice as slow. So do each branch's cross-attention blocks (docs/performance.md
+§2).
 """
 
 import flax.linen as nn
@@ -210,9 +211,9 @@ class ModulationNetwork(nn.Module):
       if group < 2 and self.fusion == "concat":
         x = self.concat_fusion(x, context, name=f"concat_{group}")
       elif group < 2:
-        for i in range(self.num_cross_layers):
-          x = CrossAttentionBlock(self.num_heads, self.cross_mlp_dim, self.init_std, name=f"cross_{group}_{i}")(
-              x, normalized)
+        block = CrossAttentionBlock(self.num_heads, self.cross_mlp_dim, self.init_std, parent=None)
+        names = [f"cross_{group}_{i}" for i in range(self.num_cross_layers)]
+        x = block_scan.scan_blocks(self, block, names, x, normalized)[0]
       x = _layer_norm(f"head_ln_{group}")(x)
       kernel_init = nn.initializers.normal(self.init_std)
       branches.append(nn.Dense(self.width, use_bias=False, kernel_init=kernel_init, name=f"head_{group}")(x))
