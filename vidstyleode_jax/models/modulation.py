@@ -14,8 +14,8 @@ edited branch of training) share one pass over the dynamics tokens. The cross-at
 context LayerNorm and its key and value projections are applied on the query side (`SingleQueryAttention`): the
 same attention, with the 48 dynamics tokens normalised once and no longer projected once per block and per style.
 The self-attention blocks run as one scan over their stacked parameters (models/block_scan.py); on XLA:CPU the
-unrolled stack's backward pass is about twice as slow. So do each branch's cross-attention blocks (docs/performance.md
-§2).
+unrolled stack's backward pass is about twice as slow. Each branch's cross-attention blocks run as one scan too, for
+compile time (docs/performance.md §2).
 """
 
 import flax.linen as nn
