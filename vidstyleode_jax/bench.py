@@ -116,13 +116,17 @@ RANDOM_CLIP_SPAN = 4  # a random batch's clips lie within the first RANDOM_CLIP_
 
 
 def _machine():
-  """The devices, and the host's CPU model and core count (CPU figures differ between hosts of one core count)."""
-  model = platform.processor()
+  """The devices, and the host's CPU model, core count and widest vector extension: CPU figures differ between hosts
+  of one core count, and XLA:CPU's kernels between AVX2 and AVX-512 hosts (docs/performance.md §1)."""
+  model, flags = platform.processor(), set()
   if os.path.exists("/proc/cpuinfo"):
     with open("/proc/cpuinfo") as f:
-      model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+      lines = f.read().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), model)
+    flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+  vector = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), "")
   return {"devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
-          "host": f"{model}, {os.cpu_count()} cores"}
+          "host": f"{model}, {os.cpu_count()} cores" + (f", {vector}" if vector else "")}
 
 
 def random_batch(config, n_latent, seed=0):
