@@ -30,6 +30,7 @@ from vidstyleode_jax.data import sources
 from vidstyleode_jax.data import synthetic
 from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import frozen
+from vidstyleode_jax.models import block_scan
 from vidstyleode_jax.models import dynamics
 from vidstyleode_jax.models import mapper as mapper_lib
 from vidstyleode_jax.models import modulation
@@ -396,7 +397,8 @@ def modulation_params(init_std):
   module = modulation.ModulationNetwork(width=64, num_heads=4, num_self_layers=2, num_cross_layers=2, self_mlp_dim=256,
                                         cross_mlp_dim=128, num_dynamics_tokens=16, init_std=init_std)
   styles, tokens = jnp.zeros((1, 2, 64)), jnp.zeros((2, 16, 64))
-  return jax.tree_util.tree_flatten_with_path(module.init(jax.random.key(0), styles, tokens))[0]
+  params = block_scan.unstack(module.init(jax.random.key(0), styles, tokens))  # each block's kernels on their own
+  return jax.tree_util.tree_flatten_with_path(params)[0]
 
 
 def test_modulation_init_std_scales_every_kernel_and_nothing_else():

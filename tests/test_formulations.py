@@ -235,7 +235,8 @@ def test_styled_latents_match_plain_composition():
   weights = jnp.asarray(rng.normal(size=(2, 2, 3, 5, 16)), jnp.float32)
   plain = PlainModulation(MODULATION)
   plain_params = plain.init(jax.random.key(0), jnp.zeros((6, 32)), jnp.zeros((6, 12, 32)))
-  assert jax.tree.map(jnp.shape, params["params"]["modulation"]) == jax.tree.map(jnp.shape, plain_params["params"])
+  per_block = block_scan.unstack(params["params"]["modulation"])
+  assert jax.tree.map(jnp.shape, per_block) == jax.tree.map(jnp.shape, plain_params["params"])
 
   def new(params):
     return model.apply(params, z_t, content, styles, method="styled_latents")
@@ -245,7 +246,7 @@ def test_styled_latents_match_plain_composition():
     flat = lambda x: jnp.repeat(x, 3, axis=0)
     w = []
     for style in styles:
-      conditions = plain.apply({"params": params["params"]["modulation"]}, flat(style), tokens)
+      conditions = plain.apply({"params": block_scan.unstack(params["params"]["modulation"])}, flat(style), tokens)
       delta = model.mapper.apply({"params": params["params"]["mapper"]}, flat(content), conditions)
       w.append((flat(content) + 0.1 * delta).reshape(2, 3, 5, 16))
     return jnp.stack(w)
@@ -266,7 +267,7 @@ class PlainMapper(nn.Module):
       x = mapper_lib.pixel_norm_over_layers(content[:, start:start + size])
       for i in range(depth):
         activate = i < depth - 1 or self.m.output_activation == "leaky_relu"
-        x = mapper_lib.ModulationModule(content.shape[-1], activate, name=f"group_{group}_{i}")(x, conditions[:, group])
+        x = mapper_lib.ModulationModule(content.shape[-1], name=f"group_{group}_{i}")(x, conditions[:, group], activate)
       outputs.append(x)
       start += size
     return jnp.concatenate(outputs, axis=1)
@@ -274,23 +275,24 @@ class PlainMapper(nn.Module):
 
 @pytest.mark.parametrize("output_activation", mapper_lib.OUTPUT_ACTIVATIONS)
 def test_scanned_mapper_matches_modules_called_one_by_one(output_activation):
-  """StyleMapper runs each group's modulation modules but the last as one scan: same param tree, Δ and the
-  gradients w.r.t. the params, the content code and the conditions."""
+  """StyleMapper runs each group's modulation modules as one scan over their stacked params: the same params per
+  module (block_scan.unstack), Δ and the gradients w.r.t. the params, the content code and the conditions."""
   rng = np.random.default_rng(8)
   mapper = mapper_lib.StyleMapper(group_sizes=(2, 3, 1), group_depths=(3, 2, 1), output_activation=output_activation)
   content = jnp.asarray(rng.normal(size=(4, 6, 16)), jnp.float32)
   conditions = jnp.asarray(rng.normal(size=(4, 3, 16)), jnp.float32)
   plain = PlainMapper(mapper)
   params = randomise(mapper.init(jax.random.key(0), content, conditions), seed=9)
-  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, plain.init(jax.random.key(0), content, conditions))
+  plain_shapes = jax.tree.map(jnp.shape, plain.init(jax.random.key(0), content, conditions))
+  assert jax.tree.map(jnp.shape, block_scan.unstack(params)) == plain_shapes
   weights = jnp.asarray(rng.normal(size=(4, 6, 16)), jnp.float32)
 
-  def outputs(module):
-    fn = lambda params, content, conditions: module.apply(params, content, conditions)
+  def outputs(fn):
     objective = lambda *args: jnp.sum(fn(*args) * weights)
     return fn(params, content, conditions), jax.grad(objective, argnums=(0, 1, 2))(params, content, conditions)
 
-  assert_trees_close(jax.jit(lambda: outputs(mapper))(), jax.jit(lambda: outputs(plain))())
+  scanned = jax.jit(lambda: outputs(mapper.apply))()
+  assert_trees_close(scanned, jax.jit(lambda: outputs(lambda p, *args: plain.apply(block_scan.unstack(p), *args)))())
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vidstyleode_jax.models import block_scan
+
 # Dormand-Prince 5(4): stage weights, 5th-order solution weights and the 4th-order ones.
 DOPRI5_A = (
     (1 / 5,),
@@ -61,7 +63,8 @@ class TrainablePath(torch.nn.Module):
   """Dynamics encoder, latent ODE, modulation network and mapper, from this project's param tree.
 
   Args:
-    params: the trainable params (the `params` collection's contents: dynamics, modulation, mapper), as arrays.
+    params: the trainable params (the `params` collection's contents: dynamics, modulation, mapper), as arrays; the
+      stacked blocks become one parameter per block, as in the original modules.
     config: the project config (dynamics tolerances, modulation heads, mapper groups, delta scale).
   """
 
@@ -69,7 +72,7 @@ class TrainablePath(torch.nn.Module):
     super().__init__()
     self.config = config
     self.weights = torch.nn.ParameterDict()
-    for path, value in _flatten(params):
+    for path, value in _flatten(block_scan.unstack(params)):
       dtype = torch.float64 if path[0] == "dynamics" and path[1] in FLOAT64_PARTS else torch.float32
       tensor = torch.tensor(np.ascontiguousarray(_torch_layout(path, value)), dtype=dtype)
       self.weights["/".join(path)] = torch.nn.Parameter(tensor)

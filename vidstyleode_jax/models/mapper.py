@@ -4,9 +4,8 @@ docs/model.md §8. The content code [batch, layers, width] is split into coarse 
 each group is pixel-normalised over its rows and passed through a stack of modulation modules conditioned on that
 group's vector. The output is the residual Δ, added to the content code as w = z_C + delta_scale * Δ.
 
-A group's modules but its last run as one scan over their stacked parameters (models/block_scan.py), and the last,
-whose activation the config chooses, after it: two traced copies per group instead of one per module
-(docs/performance.md §2).
+A group's modules run as one scan over their parameters, stored stacked (`group_<g>_stack`, models/block_scan.py):
+one traced copy per group instead of one per module (docs/performance.md §2).
 """
 
 from typing import Sequence
@@ -29,13 +28,9 @@ def pixel_norm_over_layers(x):
 
 
 class ModulationModule(nn.Module):
-  """x <- lrelu((1 + gamma(c)) * LN(W x) + beta(c)), LN over the whole [layers, width] slab without affine.
-
-  With `activate=False` the leaky ReLU is left out (see StyleMapper.output_activation).
-  """
+  """x <- lrelu((1 + gamma(c)) * LN(W x) + beta(c)), LN over the whole [layers, width] slab without affine."""
 
   width: int
-  activate: bool = True
 
   def _affine_mlp(self, c, name):
     c = torch_dense(self.width, c.shape[-1], name=f"{name}_fc1")(c)
@@ -44,8 +39,9 @@ class ModulationModule(nn.Module):
     return torch_dense(self.width, self.width, name=f"{name}_fc2")(c)
 
   @nn.compact
-  def __call__(self, x, condition):
-    """x: [batch, layers, width]; condition: [batch, width]."""
+  def __call__(self, x, condition, activate=True):
+    """x: [batch, layers, width]; condition: [batch, width]; activate: a bool scalar, False leaves the leaky ReLU out
+    (see StyleMapper.output_activation)."""
     x = torch_dense(self.width, x.shape[-1], name="fc")(x)
     x = nn.LayerNorm(
         epsilon=LAYER_NORM_EPS, use_bias=False, use_scale=False, reduction_axes=(-2, -1), use_fast_variance=False
@@ -53,7 +49,7 @@ class ModulationModule(nn.Module):
     gamma = self._affine_mlp(condition, "gamma")[:, None, :]
     beta = self._affine_mlp(condition, "beta")[:, None, :]
     x = x * (1.0 + gamma) + beta
-    return nn.leaky_relu(x, LEAKY_SLOPE) if self.activate else x
+    return jnp.where(activate, nn.leaky_relu(x, LEAKY_SLOPE), x)
 
 
 
@@ -80,11 +76,9 @@ class StyleMapper(nn.Module):
     outputs, start = [], 0
     for group, (size, depth) in enumerate(zip(self.group_sizes, self.group_depths)):
       x = pixel_norm_over_layers(content[:, start:start + size])
-      names = [f"group_{group}_{i}" for i in range(depth)]
-      x = block_scan.scan_blocks(self, ModulationModule(width, True, parent=None), names[:-1], x,
-                                 conditions[:, group])[0]
-      activate = self.output_activation == "leaky_relu"
-      x = ModulationModule(width, activate, name=names[-1])(x, conditions[:, group])
+      activate = jnp.arange(depth) < depth - 1 if self.output_activation == "linear" else jnp.ones(depth, bool)
+      x = block_scan.scan_stacked_blocks(self, ModulationModule(width, parent=None), f"group_{group}", depth, x,
+                                         conditions[:, group], per_block=(activate,))[0]
       outputs.append(x)
       start += size
     return jnp.concatenate(outputs, axis=1)

@@ -13,9 +13,9 @@ The self-attention does not depend on the style, so several style tokens per vid
 edited branch of training) share one pass over the dynamics tokens. The cross-attention has one query token, so its
 context LayerNorm and its key and value projections are applied on the query side (`SingleQueryAttention`): the
 same attention, with the 48 dynamics tokens normalised once and no longer projected once per block and per style.
-The self-attention blocks run as one scan over their stacked parameters (models/block_scan.py); on XLA:CPU the
-unrolled stack's backward pass is about twice as slow. Each branch's cross-attention blocks run as one scan too, for
-compile time (docs/performance.md §2).
+The self-attention blocks run as one scan over their parameters, stored stacked (`self_stack`, models/block_scan.py);
+on XLA:CPU the unrolled stack's backward pass is about twice as slow. Each branch's cross-attention blocks run as one
+scan too (`cross_0_stack`, `cross_1_stack`), for compile time (docs/performance.md §2).
 """
 
 import flax.linen as nn
@@ -196,7 +196,7 @@ class ModulationNetwork(nn.Module):
     if not self.self_attention:
       return y
     block = SelfAttentionBlock(self.num_heads, self.self_mlp_dim, self.init_std, parent=None)
-    return block_scan.scan_blocks(self, block, [f"self_{i}" for i in range(self.num_self_layers)], y)[0]
+    return block_scan.scan_stacked_blocks(self, block, "self", self.num_self_layers, y)[0]
 
   def condition(self, styles, context):
     """styles: [styles, batch, width]; context: [batch, tokens, width] -> [styles, batch, 3, width]."""
@@ -212,8 +212,7 @@ class ModulationNetwork(nn.Module):
         x = self.concat_fusion(x, context, name=f"concat_{group}")
       elif group < 2:
         block = CrossAttentionBlock(self.num_heads, self.cross_mlp_dim, self.init_std, parent=None)
-        names = [f"cross_{group}_{i}" for i in range(self.num_cross_layers)]
-        x = block_scan.scan_blocks(self, block, names, x, normalized)[0]
+        x = block_scan.scan_stacked_blocks(self, block, f"cross_{group}", self.num_cross_layers, x, normalized)[0]
       x = _layer_norm(f"head_ln_{group}")(x)
       kernel_init = nn.initializers.normal(self.init_std)
       branches.append(nn.Dense(self.width, use_bias=False, kernel_init=kernel_init, name=f"head_{group}")(x))
