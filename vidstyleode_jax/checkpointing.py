@@ -7,6 +7,8 @@ at wait(). A checkpoint that exists but cannot be restored (a truncated or missi
 set it aside in WORKDIR/unreadable_checkpoints/ and take the one before it; when none can be restored, the resume
 stops with a UserError rather than start again from step 0. A full disk or quota while saving is a UserError naming
 the step's directory. In a multi-process run every process calls save and restore together.
+Checkpoints written before the trainable blocks were stored stacked (`<prefix>_0`, `<prefix>_1`, ... instead of
+`<prefix>_stack`, models/block_scan.py) are read into the stacked layout.
 The run's config is kept next to the checkpoints (WORKDIR/config.json) so that its model can be rebuilt exactly.
 """
 
@@ -27,6 +29,7 @@ from jax.experimental import multihost_utils
 from vidstyleode_jax import errors
 from vidstyleode_jax import files
 from vidstyleode_jax.errors import UserError
+from vidstyleode_jax.models import block_scan
 
 UNFINISHED = ".orbax-checkpoint-tmp"  # in the name of a step directory orbax has not finished writing
 
@@ -58,6 +61,38 @@ def _absl_warnings_off():
     logger.setLevel(level)
 
 
+def _key_name(key):
+  """A pytree key (dict key, sequence index or dataclass field) as a string, as orbax names it in a checkpoint."""
+  return str(next((getattr(key, kind) for kind in ("key", "idx", "name") if hasattr(key, kind)), key))
+
+
+def named_leaves(tree, is_leaf=None):
+  """{path as a tuple of strings, as in a checkpoint (('params', 'params', 'mapper', ...)): leaf} of a pytree."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]
+  return {tuple(map(_key_name, path)): leaf for path, leaf in leaves}
+
+
+def gather_blocks(saved, expected_paths, stack):
+  """{path: value} of a checkpoint, with blocks saved one by one under `<prefix>_0`, `<prefix>_1`, ... gathered with
+  `stack` (a list of the blocks' values -> one value) under the `<prefix>_stack` of `expected_paths`.
+
+  Paths that `expected_paths` do not name stacked are left as they are, so a checkpoint of another model still
+  fails the shape checks, not here.
+  """
+  result = dict(saved)
+  for path in expected_paths:
+    stacked = [j for j, name in enumerate(path) if name.endswith(block_scan.STACK_SUFFIX)]
+    if path in saved or not stacked:
+      continue
+    j = stacked[0]
+    prefix = path[j][:-len(block_scan.STACK_SUFFIX)]
+    block_path = lambda i: path[:j] + (f"{prefix}_{i}",) + path[j + 1:]
+    count = next(i for i in range(len(saved) + 1) if block_path(i) not in saved)
+    if count:
+      result[path] = stack([result.pop(block_path(i)) for i in range(count)])
+  return result
+
+
 class Checkpointer:
   """The checkpoints of WORKDIR/checkpoints/.
 
@@ -81,13 +116,13 @@ class Checkpointer:
   def latest_step(self):
     return self.manager.latest_step()
 
-  def saved_shapes(self, step=None):
-    """{path tuple: shape} of every array saved at `step` (default: the latest), read from the metadata only."""
+  def saved_shapes(self, step=None, expected_paths=()):
+    """{path tuple: shape} of every array saved at `step` (default: the latest), read from the metadata only; blocks
+    saved one by one are reported stacked where `expected_paths` stack them (see gather_blocks)."""
     step = self.latest_step() if step is None else step
-    metadata = self.manager.item_metadata(step)
-    leaves = jax.tree_util.tree_flatten_with_path(metadata, is_leaf=lambda x: hasattr(x, "shape"))[0]
-    name = lambda key: str(getattr(key, "key", getattr(key, "idx", key)))
-    return {tuple(name(key) for key in path): tuple(leaf.shape) for path, leaf in leaves}
+    metadata = named_leaves(self.manager.item_metadata(step), is_leaf=lambda x: hasattr(x, "shape"))
+    shapes = {path: tuple(leaf.shape) for path, leaf in metadata.items()}
+    return gather_blocks(shapes, expected_paths, lambda blocks: (len(blocks),) + blocks[0])
 
   def save(self, step, state):
     """Starts saving `state` as `step` in the background (a full disk raises here or at the next save / wait)."""
@@ -98,7 +133,14 @@ class Checkpointer:
     """Restores `step` (default: the latest) into arrays shaped and sharded like `state_like`."""
     step = self.latest_step() if step is None else step
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
-    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    expected = named_leaves(abstract)
+    if set(expected) <= set(self.saved_shapes(step)) or not set(expected) <= set(self.saved_shapes(step, expected)):
+      return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    saved = named_leaves(self.manager.restore(step, args=ocp.args.StandardRestore()))
+    values = gather_blocks(saved, expected, np.stack)
+    leaves = [jax.device_put(np.asarray(values[path]).astype(leaf.dtype), leaf.sharding)
+              for path, leaf in expected.items()]
+    return jax.tree.unflatten(jax.tree.structure(abstract), leaves)
 
   def restore_newest_readable(self, state_like):
     """Restores the newest checkpoint that every process can read; None if there is no checkpoint at all.

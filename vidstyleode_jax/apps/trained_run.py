@@ -112,8 +112,10 @@ def load(workdir, config_path=None, ode_max_steps=None):
     if step is None:
       raise UserError(f"No checkpoint in {checkpoint_dir}")
     state = abstract_train_state(nets)
-    saved = {path[1:]: shape for path, shape in checkpointer.saved_shapes().items() if path[0] == "params"}
-    check_param_shapes(_param_shapes(state.params), saved, checkpoint_dir)
+    expected = _param_shapes(state.params)
+    saved_shapes = checkpointer.saved_shapes(expected_paths=[("params",) + path for path in expected])
+    saved = {path[1:]: shape for path, shape in saved_shapes.items() if path[0] == "params"}
+    check_param_shapes(expected, saved, checkpoint_dir)
     params = checkpointer.restore(state).params
   finally:
     checkpointer.close()
