@@ -93,6 +93,10 @@ def gather_blocks(saved, expected_paths, stack):
   return result
 
 
+def _stacked_shape(block_shapes):
+  return (len(block_shapes),) + block_shapes[0]
+
+
 class Checkpointer:
   """The checkpoints of WORKDIR/checkpoints/.
 
@@ -122,7 +126,7 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     metadata = named_leaves(self.manager.item_metadata(step), is_leaf=lambda x: hasattr(x, "shape"))
     shapes = {path: tuple(leaf.shape) for path, leaf in metadata.items()}
-    return gather_blocks(shapes, expected_paths, lambda blocks: (len(blocks),) + blocks[0])
+    return gather_blocks(shapes, expected_paths, _stacked_shape)
 
   def save(self, step, state):
     """Starts saving `state` as `step` in the background (a full disk raises here or at the next save / wait)."""
@@ -134,7 +138,9 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_like)
     expected = named_leaves(abstract)
-    if set(expected) <= set(self.saved_shapes(step)) or not set(expected) <= set(self.saved_shapes(step, expected)):
+    saved_shapes = self.saved_shapes(step)
+    if set(expected) <= set(saved_shapes) or not set(expected) <= set(
+        gather_blocks(saved_shapes, expected, _stacked_shape)):
       return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
     saved = named_leaves(self.manager.restore(step, args=ocp.args.StandardRestore()))
     values = gather_blocks(saved, expected, np.stack)
