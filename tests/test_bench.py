@@ -132,3 +132,43 @@ def test_pytorch_references_run_in_a_process_of_their_own():
   assert result["nfe"] > 0 and set(result["seconds"]) == {"s", "cpu_s"}
   assert not result["alive_after_close"]
   assert result["official_error"].startswith(f"--compare_official={missing}: src/modules/video_encoder.py")
+
+
+STAGES_SCRIPT = """
+import json
+import jax, numpy as np
+from vidstyleode_jax import bench, config_files, config_validation, inference
+from vidstyleode_jax.models import vidstyleode
+config = config_validation.resolve(config_files.load("configs/demo.py"))
+nets = inference.Networks.from_config(config)
+inputs = bench.trainable_inputs(config, nets.frozen.generator.n_latent)
+params, programs = bench.stage_programs(nets.model, inputs)
+stages = bench.trainable_stages(nets.model, params, inputs)
+run = lambda stage, x: np.asarray(jax.jit(stages[stage][0])(params, x))
+z0 = run("encode", stages["encode"][1])
+z_t = run("solve", dict(stages["solve"][1], z0=z0))
+w_stages = run("styled_latents", dict(stages["styled_latents"][1], z_t=z_t))
+w_model = np.asarray(jax.jit(nets.model.apply)(params, *[inputs[name] for name in vidstyleode.CALL_ARGUMENTS])[0])
+fn, args, _ = programs["frame_encoder forward+backward"]
+grads = jax.tree_util.tree_flatten_with_path(jax.jit(fn)(*args))[0]
+print(json.dumps(dict(
+    programs=sorted(programs),
+    error=float(np.abs(w_stages - w_model).max()), scale=float(np.abs(w_model).max()),
+    inputs_match=bool(np.array_equal(z0, stages["solve"][1]["z0"])
+                      and np.array_equal(z_t, stages["styled_latents"][1]["z_t"])),
+    nonzero={jax.tree_util.keystr(path): bool(np.any(np.asarray(g) != 0)) for path, g in grads})))
+"""
+
+
+def test_stages_chain_into_the_trainable_path_and_each_differentiates_its_own_params():
+  """--part=stages times the trainable path's stages one by one. Chained, their outputs give the path's W+; each
+  stage's input is the previous stages' output; the frame encoder's gradient reaches its own params and no others."""
+  output = subprocess.run([sys.executable, "-c", STAGES_SCRIPT], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout
+  result = json.loads(output.strip().splitlines()[-1])
+  assert result["programs"] == sorted(f"{stage} {kind}" for stage in ("frame_encoder", "encode", "solve",
+                                                                       "styled_latents")
+                                      for kind in ("forward", "forward+backward"))
+  assert result["error"] <= 1e-6 * result["scale"] and result["inputs_match"]
+  nonzero = result["nonzero"]
+  assert nonzero and all(flag == ("'frame_encoder'" in path) for path, flag in nonzero.items()), nonzero

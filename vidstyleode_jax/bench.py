@@ -22,6 +22,8 @@ The other parts time one piece of the step, forward alone and forward + backward
   generator  rendering 2 * B * N W+ latents; backward w.r.t. the latents
   dino       the DINO descriptors of 2 * B * N generated frames at the data size; backward w.r.t. the frames
   clip       the CLIP image embedding of 2 * B * k frames at the generator's size; backward w.r.t. the frames
+  stages     the trainable path's stages one by one (TRAINABLE_STAGES), each on the previous stage's output;
+             backward w.r.t. all trainable params of mean(out^2): where the trainable part's time goes
 Forward and backward runs are interleaved; medians of wall-clock seconds (s) and of this process's CPU seconds
 (cpu_s, all threads) are reported with the load average before and after. Times on a shared machine are inflated by
 the others' load, CPU seconds less so; the ratios of interleaved runs are the figures to compare. Each program's
@@ -43,6 +45,7 @@ reads them; it prints batches/s and clips/s. Without --dataset_dir it first writ
 at the config's shapes (LOADER_VIDEOS videos of LOADER_FRAMES frames, random content) and deletes it afterwards.
 """
 
+import functools
 import os
 import platform
 import resource
@@ -74,7 +77,9 @@ from vidstyleode_jax.errors import UserError
 from vidstyleode_jax.models import frozen as frozen_lib
 from vidstyleode_jax.models import vidstyleode
 
-PARTS = ("full", "trainable", "generator", "dino", "clip")
+PARTS = ("full", "trainable", "generator", "dino", "clip", "stages")
+# --part=stages: the trainable path's stages, in the order they run; "encode" includes "frame_encoder".
+TRAINABLE_STAGES = ("frame_encoder", "encode", "solve", "styled_latents")
 
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
 flags.DEFINE_integer("steps", 10, "Timed steps (after one compile-and-warm-up step); with --loader_only, timed "
@@ -295,12 +300,20 @@ def trainable_inputs(config, n_latent, seed=0):
   )
 
 
+def _positional(inputs):
+  return [inputs[name] for name in vidstyleode.CALL_ARGUMENTS]
+
+
+def init_trainable(model, inputs):
+  """The trainable params (seed 0) for `trainable_inputs`."""
+  return jax.jit(model.init)(jax.random.key(0), *_positional(inputs))
+
+
 def trainable_programs(nets, config, inputs):
   """The trainable path: forward, and one step of forward + backward + Adam on mean(w^2) of both branches."""
   model, optimizer = nets.model, train_step.make_optimizer(config)
-  positional = lambda inputs: [inputs[name] for name in vidstyleode.CALL_ARGUMENTS]
-  params = jax.jit(model.init)(jax.random.key(0), *positional(inputs))
-  apply = lambda params, inputs: model.apply(params, *positional(inputs))
+  params = init_trainable(model, inputs)
+  apply = lambda params, inputs: model.apply(params, *_positional(inputs))
 
   def forward(params, inputs):
     w, _, stats = apply(params, inputs)
@@ -318,6 +331,40 @@ def trainable_programs(nets, config, inputs):
   step_params = jax.tree.map(jnp.copy, params)  # the step donates its params
   return params, {"forward": (forward, (params, inputs), 0), "forward+backward+adam": (
       step, (step_params, optimizer.init(params), inputs), 2)}
+
+
+def trainable_stages(model, params, inputs):
+  """{stage: (fn(params, stage_input) -> stage output, stage_input)} for TRAINABLE_STAGES at the inputs' sizes.
+
+  Each stage's input is the previous stages' output for `params`: the frames for the frame encoder and the ODE-RNN
+  ("encode"), z0 for the latent ODE ("solve"), z at the query times for the modulation network and the mapper of
+  both branches ("styled_latents").
+  """
+  call = lambda method: functools.partial(model.apply, method=method)
+  frames = inputs["frames"].reshape((-1,) + inputs["frames"].shape[2:])
+  encode = lambda params, x: call(vidstyleode.VidStyleODE.encode)(params, x["frames"], x["times"], x["mask"])
+  solve = lambda params, x: call(vidstyleode.VidStyleODE.solve)(params, x["z0"], x["query_times"])[0]
+  styled = lambda params, x: call(vidstyleode.VidStyleODE.styled_latents)(params, x["z_t"], x["content"], x["styles"])
+  encode_input = {name: inputs[name] for name in ("frames", "times", "mask")}
+  solve_input = dict(z0=jax.jit(encode)(params, encode_input), query_times=inputs["query_times"])
+  styled_input = dict(z_t=jax.jit(solve)(params, solve_input), content=inputs["content"],
+                      styles=np.stack(inputs["styles"]))
+  return {
+      "frame_encoder": (lambda params, x: call(lambda m, f: m.dynamics.frame_encoder(f))(params, x), frames),
+      "encode": (encode, encode_input),
+      "solve": (solve, solve_input),
+      "styled_latents": (styled, styled_input),
+  }
+
+
+def stage_programs(model, inputs):
+  """Forward, and the gradient of mean(out^2) w.r.t. the trainable params, of each of TRAINABLE_STAGES."""
+  params, programs = init_trainable(model, inputs), {}
+  for stage, (fn, stage_input) in trainable_stages(model, params, inputs).items():
+    mean_square = lambda params, x, fn=fn: jnp.mean(jnp.square(fn(params, x)))
+    programs[f"{stage} forward"] = (fn, (params, stage_input), 0)
+    programs[f"{stage} forward+backward"] = (jax.grad(mean_square), (params, stage_input), 0)
+  return params, programs
 
 
 def frozen_part_programs(part, nets, config, frozen_vars, seed=0):
@@ -357,9 +404,12 @@ def benchmark_part(config, part, steps, compile_only=False, compare_torch=False,
   nets = inference.Networks.from_config(config)
   n_latent = nets.frozen.generator.n_latent
   figures = {**_machine(), "part": part, "batch_size": config.data.batch_size, "load_before": _load()}
-  if part == "trainable":
+  if part in ("trainable", "stages"):
     inputs = trainable_inputs(config, n_latent)
-    params, programs = trainable_programs(nets, config, inputs)
+    if part == "trainable":
+      params, programs = trainable_programs(nets, config, inputs)
+    else:
+      params, programs = stage_programs(nets.model, inputs)
     figures["params"] = sum(x.size for x in jax.tree.leaves(params))
   else:
     frozen_vars = frozen_lib.load_or_init(nets.frozen, config, jax.random.key(1))
