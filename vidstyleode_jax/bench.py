@@ -22,7 +22,7 @@ The other parts time one piece of the step, forward alone and forward + backward
   generator  rendering 2 * B * N W+ latents; backward w.r.t. the latents
   dino       the DINO descriptors of 2 * B * N generated frames at the data size; backward w.r.t. the frames
   clip       the CLIP image embedding of 2 * B * k frames at the generator's size; backward w.r.t. the frames
-  stages     the trainable path's stages one by one (TRAINABLE_STAGES), each on the previous stage's output;
+  stages     the trainable path's stages one by one (`trainable_stages`), each on the previous stages' output;
              backward w.r.t. all trainable params of mean(out^2): where the trainable part's time goes
 Forward and backward runs are interleaved; medians of wall-clock seconds (s) and of this process's CPU seconds
 (cpu_s, all threads) are reported with the load average before and after. Times on a shared machine are inflated by
@@ -78,8 +78,6 @@ from vidstyleode_jax.models import frozen as frozen_lib
 from vidstyleode_jax.models import vidstyleode
 
 PARTS = ("full", "trainable", "generator", "dino", "clip", "stages")
-# --part=stages: the trainable path's stages, in the order they run; "encode" includes "frame_encoder".
-TRAINABLE_STAGES = ("frame_encoder", "encode", "solve", "styled_latents")
 
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).", lock_config=True)
 flags.DEFINE_integer("steps", 10, "Timed steps (after one compile-and-warm-up step); with --loader_only, timed "
@@ -334,9 +332,9 @@ def trainable_programs(nets, config, inputs):
 
 
 def trainable_stages(model, params, inputs):
-  """{stage: (fn(params, stage_input) -> stage output, stage_input)} for TRAINABLE_STAGES at the inputs' sizes.
+  """{stage: (fn(params, stage_input) -> stage output, stage_input)} at the inputs' sizes, in the order they run.
 
-  Each stage's input is the previous stages' output for `params`: the frames for the frame encoder and the ODE-RNN
+  "encode" includes "frame_encoder". Each stage's input is the previous stages' output for `params`: the frames for the frame encoder and the ODE-RNN
   ("encode"), z0 for the latent ODE ("solve"), z at the query times for the modulation network and the mapper of
   both branches ("styled_latents").
   """
@@ -358,7 +356,7 @@ def trainable_stages(model, params, inputs):
 
 
 def stage_programs(model, inputs):
-  """Forward, and the gradient of mean(out^2) w.r.t. the trainable params, of each of TRAINABLE_STAGES."""
+  """Forward, and the gradient of mean(out^2) w.r.t. the trainable params, of each of `trainable_stages`."""
   params, programs = init_trainable(model, inputs), {}
   for stage, (fn, stage_input) in trainable_stages(model, params, inputs).items():
     mean_square = lambda params, x, fn=fn: jnp.mean(jnp.square(fn(params, x)))
