@@ -143,19 +143,20 @@ config = config_validation.resolve(config_files.load("configs/demo.py"))
 nets = inference.Networks.from_config(config)
 inputs = bench.trainable_inputs(config, nets.frozen.generator.n_latent)
 params, programs = bench.stage_programs(nets.model, inputs)
-stages = bench.trainable_stages(nets.model, params, inputs)
-run = lambda stage, x: np.asarray(jax.jit(stages[stage][0])(params, x))
-z0 = run("encode", stages["encode"][1])
-z_t = run("solve", dict(stages["solve"][1], z0=z0))
-w_stages = run("styled_latents", dict(stages["styled_latents"][1], z_t=z_t))
+stage_input = lambda stage: programs[stage + " forward"][1][1]
+run = lambda stage, **given: np.asarray(jax.jit(programs[stage + " forward"][0])(
+    params, dict(stage_input(stage), **given)))
+z0 = run("encode")
+z_t = run("solve", z0=z0)
+w_stages = run("styled_latents", z_t=z_t)
 w_model = np.asarray(jax.jit(nets.model.apply)(params, *[inputs[name] for name in vidstyleode.CALL_ARGUMENTS])[0])
 fn, args, _ = programs["frame_encoder forward+backward"]
 grads = jax.tree_util.tree_flatten_with_path(jax.jit(fn)(*args))[0]
 print(json.dumps(dict(
     programs=sorted(programs),
     error=float(np.abs(w_stages - w_model).max()), scale=float(np.abs(w_model).max()),
-    inputs_match=bool(np.array_equal(z0, stages["solve"][1]["z0"])
-                      and np.array_equal(z_t, stages["styled_latents"][1]["z_t"])),
+    inputs_match=bool(np.array_equal(z0, stage_input("solve")["z0"])
+                      and np.array_equal(z_t, stage_input("styled_latents")["z_t"])),
     nonzero={jax.tree_util.keystr(path): bool(np.any(np.asarray(g) != 0)) for path, g in grads})))
 """
 

@@ -334,9 +334,9 @@ def trainable_programs(nets, config, inputs):
 def trainable_stages(model, params, inputs):
   """{stage: (fn(params, stage_input) -> stage output, stage_input)} at the inputs' sizes, in the order they run.
 
-  "encode" includes "frame_encoder". Each stage's input is the previous stages' output for `params`: the frames for the frame encoder and the ODE-RNN
-  ("encode"), z0 for the latent ODE ("solve"), z at the query times for the modulation network and the mapper of
-  both branches ("styled_latents").
+  "encode" includes "frame_encoder". Each stage's input is the previous stages' output for `params`: the frames for
+  the frame encoder and the ODE-RNN ("encode"), z0 for the latent ODE ("solve"), z at the query times for the
+  modulation network and the mapper of both branches ("styled_latents").
   """
   call = lambda method: functools.partial(model.apply, method=method)
   frames = inputs["frames"].reshape((-1,) + inputs["frames"].shape[2:])
